@@ -1,0 +1,59 @@
+# spendwatch — every target creates .venv on first use and is safe to repeat.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MANIFEST := target/manifest.json
+export SPENDWATCH_HOME ?= $(CURDIR)/.spendwatch
+export DAGSTER_HOME ?= $(SPENDWATCH_HOME)/dagster
+export DBT_PROFILES_DIR := $(CURDIR)
+export DO_NOT_TRACK := 1
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+
+.PHONY: install demo test ui lint format docs bench manifest clean
+
+install: $(STAMP)
+
+# constraints.txt pins every package to the versions the tests passed with.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+# dbt's manifest, which the Dagster definitions load; parsed once here, never at import time.
+$(MANIFEST): $(STAMP) dbt_project.yml profiles.yml $(shell find models macros seeds tests/dbt -type f 2>/dev/null)
+	$(BIN)/dbt parse --quiet
+	touch $@
+
+manifest: $(MANIFEST)
+
+demo: $(MANIFEST)
+	$(BIN)/spendwatch demo
+
+test: $(MANIFEST)
+	$(BIN)/python -m pytest -q
+
+ui: $(MANIFEST)
+	mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/dagster dev -m orchestration.definitions
+
+lint: $(STAMP)
+	$(BIN)/ruff check spendwatch orchestration tests benchmarks
+	$(BIN)/ruff format --check spendwatch orchestration tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format spendwatch orchestration tests benchmarks
+	$(BIN)/ruff check --fix spendwatch orchestration tests benchmarks
+
+docs: $(MANIFEST)
+	mkdir -p "$(SPENDWATCH_HOME)"
+	$(BIN)/dbt docs generate --quiet
+	@echo "dbt docs written to target/ (index.html, catalog.json); serve with: $(BIN)/dbt docs serve"
+
+bench: $(MANIFEST)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf target logs .pytest_cache .ruff_cache

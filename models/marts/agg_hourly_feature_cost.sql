@@ -1,0 +1,25 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_hour_window('hour_at') }}"
+    )
+}}
+-- Grain: one row per (hour_at, feature, environment) with at least one call.
+with calls as (
+    select * from {{ ref('fct_llm_calls') }}
+    where {{ hour_window_filter('hour_at') }}
+),
+
+final as (
+    select
+        hour_at,
+        feature,
+        environment,
+        {{ hourly_call_metrics() }}
+    from calls
+    group by hour_at, feature, environment
+)
+
+select * from final

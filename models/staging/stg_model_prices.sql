@@ -1,0 +1,33 @@
+-- The dated price list with a stable id per row; an open valid_to means "still valid".
+with prices as (
+    select * from {{ ref('model_prices') }}
+),
+
+final as (
+    select
+        provider || '/' || model || '@' || cast(cast(valid_from as date) as varchar) as price_id,
+        lower(provider) as provider,
+        model,
+        valid_from,
+        coalesce(valid_to, cast('9999-12-31' as timestamp)) as valid_to,
+        input_usd_per_mtok,
+        output_usd_per_mtok,
+        coalesce(cache_read_usd_per_mtok, input_usd_per_mtok) as cache_read_usd_per_mtok,
+        coalesce(cache_write_usd_per_mtok, input_usd_per_mtok) as cache_write_usd_per_mtok,
+        long_context_threshold_tokens,
+        coalesce(long_input_usd_per_mtok, input_usd_per_mtok) as long_input_usd_per_mtok,
+        coalesce(long_output_usd_per_mtok, output_usd_per_mtok) as long_output_usd_per_mtok,
+        coalesce(
+            long_cache_read_usd_per_mtok, cache_read_usd_per_mtok, long_input_usd_per_mtok,
+            input_usd_per_mtok
+        ) as long_cache_read_usd_per_mtok,
+        coalesce(
+            long_cache_write_usd_per_mtok, cache_write_usd_per_mtok, long_input_usd_per_mtok,
+            input_usd_per_mtok
+        ) as long_cache_write_usd_per_mtok,
+        coalesce(batch_discount, 0) as batch_discount,
+        source
+    from prices
+)
+
+select * from final
