@@ -1,0 +1,19 @@
+"""The spendwatch code location: `dagster dev -m orchestration.definitions`."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.assets.dbt import spendwatch_dbt_models, spendwatch_dbt_seeds
+from orchestration.assets.raw import lines_reconcile, raw_llm_calls
+from orchestration.jobs import hourly_pipeline, hourly_schedule, reference_data
+from orchestration.resources import build_resources
+
+defs = dg.Definitions(
+    assets=[raw_llm_calls, spendwatch_dbt_seeds, spendwatch_dbt_models],
+    asset_checks=[lines_reconcile],
+    jobs=[hourly_pipeline, reference_data],
+    schedules=[hourly_schedule],
+    resources=build_resources(),
+    executor=dg.in_process_executor,
+)

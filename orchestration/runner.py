@@ -1,0 +1,155 @@
+"""Run the pipeline over an hour range as ONE Dagster run, with a progress display.
+
+The run is recorded in the persistent Dagster instance under `$SPENDWATCH_HOME/dagster`, so it
+shows in `make ui`. The seeds go first in a small run of their own (they are unpartitioned);
+then ingest + every dbt model for the whole range in a single run, whose window reaches the
+assets through Dagster's partition-range tags (`BackfillPolicy.single_run()`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from spendwatch.config import Paths, export_environment
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+# The run's events are in the instance (and `make ui`); the terminal gets the progress bar.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+_WATCHED = ("models", "macros", "seeds", "dbt_project.yml", "profiles.yml")
+
+
+def prepare_manifest() -> None:
+    """`dbt parse` when the manifest is missing or older than the dbt sources (not at import)."""
+    from orchestration.project import PROJECT_DIR, dbt_project
+    from orchestration.resources import dbt_executable
+
+    manifest = dbt_project.manifest_path
+    if manifest.exists():
+        newest = max(
+            (p.stat().st_mtime for name in _WATCHED for p in _files(PROJECT_DIR / name)),
+            default=0.0,
+        )
+        if manifest.stat().st_mtime >= newest:
+            return
+    subprocess.run(
+        [dbt_executable(), "parse", "--quiet", "--profiles-dir", str(PROJECT_DIR)],
+        cwd=PROJECT_DIR,
+        check=True,
+    )
+
+
+def _files(path):
+    if path.is_file():
+        return [path]
+    return [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
+
+
+def partition_key(at: datetime) -> str:
+    return f"{at:%Y-%m-%d-%H:%M}"
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    success: bool
+    seconds: float
+    hours: int
+    materializations: int
+
+
+def materialize_range(
+    p: Paths,
+    start: datetime,
+    end: datetime,
+    console: Console | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """Ingest + dbt for every hour in [start, end) as one run; seeds first."""
+    if end <= start:
+        raise ValueError(f"empty range: end {end:%Y-%m-%d %H:%M} is not after start")
+    export_environment(p)
+    prepare_manifest()
+    import dagster as dg
+
+    from orchestration.definitions import defs
+
+    console = console or Console()
+    instance = dg.DagsterInstance.get()
+    hours = int((end - start) / timedelta(hours=1))
+    began = time.monotonic()
+
+    seeds = defs.resolve_job_def("reference_data").execute_in_process(
+        instance=instance, run_config=QUIET
+    )
+    if not seeds.success:
+        return RunSummary(seeds.run_id, False, time.monotonic() - began, hours, 0)
+
+    job = defs.resolve_job_def("hourly_pipeline")
+    expected = len(job.asset_layer.executable_asset_keys)
+    run_id = str(uuid.uuid4())
+    tags = {
+        RANGE_START_TAG: partition_key(start),
+        RANGE_END_TAG: partition_key(end - timedelta(hours=1)),
+        "spendwatch/source": "cli",
+    }
+    done = threading.Event()
+    seen: set[str] = set()
+
+    def watch(progress: Progress, task) -> None:
+        while not done.wait(0.5):
+            _update(instance, run_id, progress, task, seen, on_event)
+        _update(instance, run_id, progress, task, seen, on_event)
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} assets"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal and os.environ.get("SPENDWATCH_PROGRESS") != "1",
+    ) as progress:
+        task = progress.add_task(
+            f"{hours} hours {start:%Y-%m-%d %H:00} → {end:%Y-%m-%d %H:00}",
+            total=expected or None,
+            last="",
+        )
+        watcher = threading.Thread(target=watch, args=(progress, task), daemon=True)
+        watcher.start()
+        try:
+            result = job.execute_in_process(
+                instance=instance, tags=tags, run_id=run_id, raise_on_error=False,
+                run_config=QUIET,
+            )
+        finally:
+            done.set()
+            watcher.join()
+    return RunSummary(run_id, result.success, time.monotonic() - began, hours, len(seen))
+
+
+def _update(instance, run_id, progress, task, seen, on_event) -> None:
+    from dagster import DagsterEventType
+
+    try:
+        records = instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+    except Exception:  # the run is not recorded yet
+        return
+    for record in records:
+        key = record.dagster_event.asset_key.to_user_string()
+        if key not in seen:
+            seen.add(key)
+            progress.update(task, completed=len(seen), last=key)
+            if on_event:
+                on_event(key)

@@ -1,0 +1,180 @@
+"""The `spendwatch` command: demo, generate, materialize.
+
+Dagster and dbt are imported inside the commands that run them, so `spendwatch --help` and
+`import spendwatch` stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+from rich.console import Console
+from rich.table import Table
+
+from spendwatch.config import Paths, paths
+
+console = Console()
+
+
+def _hour(text: str) -> datetime:
+    """An ISO timestamp (offset optional, UTC assumed), floored to the hour."""
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO timestamp such as 2026-11-01 or 2026-11-01T14:00Z"
+        ) from exc
+    at = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def _current_hour() -> datetime:
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from spendwatch.generator import generate, load_incidents
+
+    out = args.out or paths(args.home).landing
+    incidents = load_incidents(args.incidents, args.start, args.days)
+    began = time.monotonic()
+    result = generate(out, args.start, args.days, args.calls_per_day, args.seed, incidents)
+    console.print(
+        f"wrote [bold]{result.calls:,}[/] calls in {result.files:,} hourly files to {result.out} "
+        f"({time.monotonic() - began:.1f} s); {len(result.incidents)} incidents in "
+        f"{result.out / 'incidents.json'}"
+    )
+    return 0
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    from orchestration.runner import materialize_range
+
+    p = paths(args.home)
+    end = args.end or _current_hour()
+    summary = materialize_range(p, args.start, end, console)
+    state = "[green]succeeded[/]" if summary.success else "[red]FAILED[/]"
+    console.print(
+        f"run {summary.run_id} {state}: {summary.hours} hours, {summary.materializations} assets "
+        f"in {summary.seconds:.1f} s (Dagster instance: {p.dagster_home})"
+    )
+    return 0 if summary.success else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from orchestration.runner import materialize_range
+    from spendwatch.generator import default_incidents, generate
+
+    p = paths(args.home)
+    end = _current_hour()
+    start = end - timedelta(days=args.days)
+    console.rule("spendwatch demo")
+    began = time.monotonic()
+    incidents = default_incidents(start, args.days)
+    gen = generate(p.landing, start, args.days, args.calls_per_day, args.seed, incidents)
+    console.print(
+        f"1. generated [bold]{gen.calls:,}[/] calls over {args.days} days "
+        f"({start:%Y-%m-%d %H:00} → {end:%Y-%m-%d %H:00} UTC) with {len(incidents)} incidents "
+        f"into {p.landing}"
+    )
+    console.print("2. materializing ingest + dbt marts for the whole range as one Dagster run")
+    summary = materialize_range(p, start, end, console)
+    if not summary.success:
+        console.print(f"[red]run {summary.run_id} failed[/]: open `make ui` to see why")
+        return 1
+    console.print(f"   run {summary.run_id} succeeded in {summary.seconds:.1f} s")
+    print_summary(p, start, end)
+    console.print(f"demo finished in {time.monotonic() - began:.0f} s")
+    return 0
+
+
+def print_summary(p: Paths, start: datetime, end: datetime) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(p.warehouse), read_only=True)
+    try:
+        window = [start.replace(tzinfo=None), end.replace(tzinfo=None)]
+        calls, cost, unpriced, hours = con.execute(
+            "select sum(calls), sum(cost_usd), sum(unpriced_calls), count(distinct hour_at) "
+            "from marts.agg_hourly_feature_cost where hour_at >= ? and hour_at < ?",
+            window,
+        ).fetchone()
+        rejected = con.execute(
+            "select count(*) from raw.llm_calls_rejected where partition_hour >= ? "
+            "and partition_hour < ?",
+            window,
+        ).fetchone()[0]
+        console.print(
+            f"3. warehouse {p.warehouse}: [bold]{calls:,}[/] calls in {hours} hours, "
+            f"[bold]${cost:,.2f}[/] spend, {unpriced:,} unpriced, {rejected:,} rejected lines"
+        )
+        for title, dim in (("Spend by feature", "feature"), ("Spend by model", "model")):
+            table_name = "agg_hourly_feature_cost" if dim == "feature" else "agg_hourly_model_cost"
+            rows = con.execute(
+                f"select {dim}, sum(calls), sum(cost_usd), sum(cost_usd) / sum(priced_calls) "
+                f"from marts.{table_name} where hour_at >= ? and hour_at < ? "
+                "group by 1 order by 3 desc",
+                window,
+            ).fetchall()
+            table = Table(title=title, title_justify="left")
+            table.add_column(dim)
+            table.add_column("calls", justify="right")
+            table.add_column("cost (USD)", justify="right")
+            table.add_column("per call", justify="right")
+            for name, n, usd, per_call in rows:
+                table.add_row(name, f"{n:,}", f"{usd:,.2f}", f"{per_call or 0:.5f}")
+            console.print(table)
+    finally:
+        con.close()
+    console.print(
+        f"Query it:  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{p.warehouse}', "
+        "read_only=True).sql('from marts.agg_hourly_feature_cost limit 5'))\"\n"
+        "Open the Dagster UI:  make ui   (then http://127.0.0.1:3000)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spendwatch", description="LLM token-spend observability warehouse."
+    )
+    parser.add_argument("--home", help="spendwatch home (default $SPENDWATCH_HOME or ./.spendwatch)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="generate 28 days of traffic, materialize it, summarise")
+    demo.add_argument("--days", type=int, default=28)
+    demo.add_argument("--calls-per-day", type=int, default=20_000)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.set_defaults(func=cmd_demo)
+
+    gen = sub.add_parser("generate", help="write synthetic call logs in the landing layout")
+    gen.add_argument("--start", type=_hour, required=True, help="first hour, ISO (UTC if no offset)")
+    gen.add_argument("--days", type=int, default=28)
+    gen.add_argument("--calls-per-day", type=int, default=20_000)
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument(
+        "--incidents", default="default", help="default | none | path of a JSON list of incidents"
+    )
+    gen.add_argument("--out", help="landing folder (default $SPENDWATCH_HOME/landing/calls)")
+    gen.set_defaults(func=cmd_generate)
+
+    mat = sub.add_parser("materialize", help="ingest + dbt for an hour range, as one Dagster run")
+    mat.add_argument("--start", type=_hour, required=True, help="first hour, ISO")
+    mat.add_argument("--end", type=_hour, help="end hour, exclusive (default: the current hour)")
+    mat.set_defaults(func=cmd_materialize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
