@@ -1,4 +1,4 @@
-"""The `spendwatch` command: demo, generate, materialize.
+"""The `spendwatch` command: demo, generate, materialize, import-otel.
 
 Dagster and dbt are imported inside the commands that run them, so `spendwatch --help` and
 `import spendwatch` stay light.
@@ -164,10 +164,27 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--start", type=_hour, required=True, help="first hour, ISO")
     mat.add_argument("--end", type=_hour, help="end hour, exclusive (default: the current hour)")
     mat.set_defaults(func=cmd_materialize)
+
+    # parsed by spendwatch.otel itself (see main); listed here for --help
+    sub.add_parser("import-otel", help="convert OTLP/JSON GenAI span exports into landing files")
     return parser
 
 
+def _import_otel(argv: list[str]) -> int:
+    from spendwatch.otel import main_import_otel
+
+    at = argv.index("import-otel")
+    rest = argv[at + 1 :]
+    before = argv[:at]
+    if "--home" in before and "--home" not in rest:
+        rest += ["--home", before[before.index("--home") + 1]]
+    return main_import_otel(rest)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "import-otel" in argv:
+        return _import_otel(argv)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,36 @@
+"""Shared fixtures: an isolated spendwatch home per test, and the dbt manifest prepared once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from spendwatch.config import Paths, export_environment, paths
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_tools() -> None:
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+
+
+@pytest.fixture(scope="session")
+def dbt_manifest() -> Path:
+    from orchestration.runner import prepare_manifest
+
+    prepare_manifest()
+    return REPO / "target" / "manifest.json"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
+    """A fresh SPENDWATCH_HOME (and DAGSTER_HOME inside it) for one test."""
+    p = paths(tmp_path / "home")
+    monkeypatch.setenv("SPENDWATCH_HOME", str(p.home))
+    monkeypatch.setenv("DAGSTER_HOME", str(p.dagster_home))
+    export_environment(p)
+    return p

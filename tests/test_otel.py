@@ -1,0 +1,222 @@
+"""spendwatch.otel: OTLP/JSON GenAI spans -> landing files, idempotently."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from spendwatch.otel import import_otel, main_import_otel
+from spendwatch.schema import CallEvent
+
+T0 = 1_741_651_200_000_000_000  # 2025-03-11T00:00:00Z in nanoseconds
+TRACE_A = "5b8efff798038103d269b633813fc60c"
+TRACE_B = "0af7651916cd43dd8448eb211c80319c"
+
+
+def attr(key: str, value) -> dict:
+    if isinstance(value, bool):
+        return {"key": key, "value": {"boolValue": value}}
+    if isinstance(value, int):
+        return {"key": key, "value": {"intValue": str(value)}}  # OTLP JSON: int64 as string
+    if isinstance(value, float):
+        return {"key": key, "value": {"doubleValue": value}}
+    return {"key": key, "value": {"stringValue": value}}
+
+
+def span(trace, span_id, name, attrs, start_ms, duration_ms, parent="", status=None) -> dict:
+    return {
+        "traceId": trace,
+        "spanId": span_id,
+        "parentSpanId": parent,
+        "name": name,
+        "kind": 3,
+        "startTimeUnixNano": str(T0 + start_ms * 1_000_000),
+        "endTimeUnixNano": str(T0 + (start_ms + duration_ms) * 1_000_000),
+        "attributes": [attr(k, v) for k, v in attrs.items()],
+        "status": status or {},
+    }
+
+
+def export() -> dict:
+    """Two services; GenAI spans of both conventions mixed with HTTP, DB, tool and agent spans."""
+    app_spans = [
+        span(TRACE_A, "a000000000000001", "POST /api/chat",
+             {"http.request.method": "POST", "http.route": "/api/chat"}, 0, 3000),
+        span(TRACE_A, "a000000000000002", "invoke_agent support",
+             {"gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "openai",
+              "gen_ai.agent.name": "support", "gen_ai.request.model": "gpt-4.1",
+              "gen_ai.usage.input_tokens": 1500, "gen_ai.usage.output_tokens": 240},
+             5, 2900, parent="a000000000000001"),
+        span(TRACE_A, "a000000000000003", "chat gpt-4.1",
+             {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+              "gen_ai.request.model": "gpt-4.1", "gen_ai.response.model": "gpt-4.1-2025-04-14",
+              "gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 200,
+              "gen_ai.usage.cache_read.input_tokens": 1024,
+              "gen_ai.usage.reasoning.output_tokens": 64,
+              "openai.response.service_tier": "default",
+              "spendwatch.feature": "support-bot", "spendwatch.team_id": "team-cx",
+              "spendwatch.attempt": 2, "user.id": "u-42"},
+             10, 1234, parent="a000000000000002"),
+        span(TRACE_A, "a000000000000004", "execute_tool lookup_order",
+             {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup_order"},
+             1300, 50, parent="a000000000000002"),
+        span(TRACE_A, "a000000000000005", "SELECT orders",
+             {"db.system.name": "postgresql", "db.query.text": "select 1"}, 1310, 20,
+             parent="a000000000000004"),
+        span(TRACE_A, "a000000000000006", "chat gpt-4.1",  # failed: no usage, still a call
+             {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+              "gen_ai.request.model": "gpt-4.1", "spendwatch.feature": "support-bot"},
+             1400, 80, parent="a000000000000002", status={"code": 2, "message": "429"}),
+        span(TRACE_A, "a000000000000007", "embeddings text-embedding-3-small",
+             {"gen_ai.operation.name": "embeddings", "gen_ai.provider.name": "openai",
+              "gen_ai.request.model": "text-embedding-3-small",
+              "gen_ai.usage.input_tokens": 64, "spendwatch.feature": "search"},
+             2000, 15, parent="a000000000000001"),
+    ]  # fmt: skip
+    worker_spans = [
+        span(TRACE_B, "b000000000000001", "anthropic.chat",  # legacy gen_ai.system, cache outside
+             {"gen_ai.system": "anthropic", "gen_ai.operation.name": "chat",
+              "gen_ai.request.model": "claude-sonnet-4-5",
+              "gen_ai.response.model": "claude-sonnet-4-5-20250929",
+              "gen_ai.usage.input_tokens": 20, "gen_ai.usage.output_tokens": 300,
+              "gen_ai.usage.cache_read_input_tokens": 5000,
+              "gen_ai.usage.cache_creation_input_tokens": 700},
+             3_600_000 + 5, 2500),  # the next hour
+        span(TRACE_B, "b000000000000002", "GET /healthz", {"http.route": "/healthz"}, 10, 1),
+    ]  # fmt: skip
+    return {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [
+                        attr("service.name", "helpdesk"),
+                        attr("deployment.environment.name", "staging"),
+                    ]
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "opentelemetry.instrumentation.openai_v2"},
+                        "spans": app_spans,
+                    }
+                ],
+            },  # fmt: skip
+            {
+                "resource": {"attributes": [attr("service.name", "summarizer")]},
+                "scopeSpans": [{"scope": {"name": "anthropic"}, "spans": worker_spans}],
+            },
+        ]
+    }
+
+
+def read_landing(home: Path) -> dict[str, CallEvent]:
+    events = {}
+    for path in sorted((home / "landing" / "calls").glob("date=*/hour=*/*.jsonl")):
+        assert path.name.startswith("otel-")
+        for line in path.read_text().splitlines():
+            event = CallEvent.model_validate_json(line)
+            at = event.occurred_at.astimezone(UTC)
+            assert path.parent.parts[-2:] == (f"date={at:%Y-%m-%d}", f"hour={at:%H}")
+            assert event.event_id not in events
+            events[event.event_id] = event
+    return events
+
+
+@pytest.fixture
+def export_file(tmp_path: Path) -> Path:
+    path = tmp_path / "traces.json"
+    path.write_text(json.dumps(export()))
+    return path
+
+
+def test_genai_spans_become_call_events(tmp_path, export_file):
+    home = tmp_path / "home"
+    stats = import_otel([export_file], home)
+    assert (stats["files"], stats["spans"], stats["imported"], stats["skipped"]) == (1, 9, 4, 5)
+    assert stats["skipped_by_reason"] == {
+        "agent_span_with_model_call_children": 1,
+        "no_usage": 1,  # execute_tool
+        "not_genai": 3,  # HTTP x2, DB
+    }
+    assert stats["errors"] == []
+    events = read_landing(home)
+    assert set(events) == {
+        TRACE_A + "a000000000000003",
+        TRACE_A + "a000000000000006",
+        TRACE_A + "a000000000000007",
+        TRACE_B + "b000000000000001",
+    }
+
+    chat = events[TRACE_A + "a000000000000003"]
+    assert (chat.provider, chat.model, chat.feature, chat.environment) == (
+        "openai",
+        "gpt-4.1-2025-04-14",
+        "support-bot",
+        "staging",
+    )
+    assert (chat.input_tokens, chat.output_tokens) == (1200, 200)
+    assert (chat.cache_read_tokens, chat.cache_write_tokens, chat.reasoning_tokens) == (1024, 0, 64)
+    assert (chat.team_id, chat.user_id, chat.attempt, chat.service_tier) == (
+        "team-cx",
+        "u-42",
+        2,
+        "standard",
+    )
+    assert chat.occurred_at == datetime(2025, 3, 11, 0, 0, 0, 10_000, tzinfo=UTC)
+    assert chat.latency_ms == pytest.approx(1234.0)
+    assert chat.status == "ok"
+    assert chat.tags == {"source": "otel", "operation": "chat"}
+
+    failed = events[TRACE_A + "a000000000000006"]
+    assert (failed.status, failed.input_tokens, failed.output_tokens) == ("error", 0, 0)
+
+    embedding = events[TRACE_A + "a000000000000007"]
+    assert (embedding.feature, embedding.input_tokens, embedding.output_tokens) == ("search", 64, 0)
+
+    claude = events[TRACE_B + "b000000000000001"]
+    assert (claude.provider, claude.model) == ("anthropic", "claude-sonnet-4-5-20250929")
+    # cache counts larger than input_tokens: reported outside it, added in
+    assert (claude.input_tokens, claude.cache_read_tokens, claude.cache_write_tokens) == (
+        5720,
+        5000,
+        700,
+    )
+    assert (claude.feature, claude.environment) == ("summarizer", "production")
+    assert claude.occurred_at.astimezone(UTC).hour == 1
+
+
+def test_reimport_is_idempotent(tmp_path, export_file):
+    home = tmp_path / "home"
+    first = import_otel([export_file], home)
+    files = {p: p.read_bytes() for p in (home / "landing").rglob("*") if p.is_file()}
+    second = import_otel([export_file, export_file], home)
+    assert second["imported"] == 2 * first["imported"]  # both passes rewrite the same files
+    assert {p: p.read_bytes() for p in (home / "landing").rglob("*") if p.is_file()} == files
+    assert len(files) == 2  # one per UTC hour, no temporary files left behind
+
+
+def test_json_lines_export_and_folder_argument(tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    requests = export()["resourceSpans"]
+    lines = [json.dumps({"resourceSpans": [rs]}) for rs in requests]
+    (folder / "collector.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / "notes.txt").write_text("ignored")
+    stats = import_otel([folder], tmp_path / "home")
+    assert (stats["files"], stats["spans"], stats["imported"]) == (1, 9, 4)
+
+
+def test_cli_reports_counts_and_bad_files(tmp_path, export_file, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "otlp"}')
+    home = tmp_path / "home"
+    code = main_import_otel([str(export_file), str(bad), "--home", str(home)])
+    out = capsys.readouterr()
+    assert code == 1
+    assert "imported 4 call events from 9 spans in 1 file(s)" in out.out
+    assert "not_genai: 3" in out.out
+    assert "bad.json" in out.err and "resourceSpans" in out.err
+    assert len(read_landing(home)) == 4
+    assert main_import_otel([str(export_file), "--home", str(home)]) == 0

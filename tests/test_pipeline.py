@@ -1,0 +1,154 @@
+"""End to end: landing files → one Dagster run → DuckDB marts, priced right, idempotent."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from orchestration.runner import materialize_range
+from spendwatch.config import export_environment, paths
+from spendwatch.generator import generate
+
+REPO = Path(__file__).resolve().parents[1]
+START = datetime(2026, 11, 2, tzinfo=UTC)
+END = START + timedelta(days=2)
+MARTS = ("fct_llm_calls", "agg_hourly_feature_cost", "agg_hourly_model_cost")
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory, dbt_manifest: Path):
+    p = paths(tmp_path_factory.mktemp("e2e") / "home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SPENDWATCH_HOME", str(p.home))
+    mp.setenv("DAGSTER_HOME", str(p.dagster_home))
+    export_environment(p)
+    generate(p.landing, START, 2, 2500, seed=11)
+    summary = materialize_range(p, START, END)
+    assert summary.success
+    yield p, summary
+    mp.undo()
+
+
+def query(p, sql: str, params=None) -> list[tuple]:
+    con = duckdb.connect(str(p.warehouse), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def mart_digests(p) -> dict[str, tuple]:
+    return {
+        name: query(p, f"""select count(*), md5(string_agg(cast(t as varchar), chr(10)
+                           order by cast(t as varchar))) from marts.{name} as t""")[0]
+        for name in MARTS
+    }  # fmt: skip
+
+
+def test_the_range_is_one_run_and_every_hour_has_rows(warehouse) -> None:
+    p, summary = warehouse
+    runs = dg.DagsterInstance.get().get_runs(dg.RunsFilter(job_name="hourly_pipeline"))
+    assert [r.run_id for r in runs] == [summary.run_id]
+    assert summary.materializations == 8  # ingest + 7 dbt models
+    for name in MARTS:
+        hours = query(p, f"select count(distinct hour_at), min(hour_at), max(hour_at) "
+                         f"from marts.{name}")[0]  # fmt: skip
+        assert hours == (48, datetime(2026, 11, 2, 0), datetime(2026, 11, 3, 23)), name
+    landed = sum(1 for f in p.landing.rglob("*.jsonl") for _ in f.open())
+    assert query(p, "select count(*) from marts.fct_llm_calls") == [(landed,)]
+
+
+def _price_by_hand(landing: Path) -> dict[str, Decimal]:
+    """Price every landing line from the seed CSVs, in Python, independently of the SQL."""
+    prices = list(csv.DictReader((REPO / "seeds" / "model_prices.csv").open()))
+    aliases = {(a["provider"], a["alias"]): a["model"]
+               for a in csv.DictReader((REPO / "seeds" / "model_aliases.csv").open())}  # fmt: skip
+    mtok = Decimal(1_000_000)
+    spend: dict[str, Decimal] = defaultdict(Decimal)
+    for path in landing.rglob("*.jsonl"):
+        for text in path.open():
+            e = json.loads(text)
+            model = aliases.get((e["provider"], e["model"]), e["model"])
+            at = datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00")).replace(tzinfo=None)
+            (row,) = [
+                r for r in prices
+                if r["provider"] == e["provider"] and r["model"] == model
+                and datetime.fromisoformat(r["valid_from"]) <= at
+                and (not r["valid_to"] or at < datetime.fromisoformat(r["valid_to"]))
+            ]  # fmt: skip
+            price_in = Decimal(row["input_usd_per_mtok"])
+            read = Decimal(row["cache_read_usd_per_mtok"] or row["input_usd_per_mtok"])
+            write = Decimal(row["cache_write_usd_per_mtok"] or row["input_usd_per_mtok"])
+            uncached = e["input_tokens"] - e["cache_read_tokens"] - e["cache_write_tokens"]
+            spend[e["feature"]] += (
+                uncached * price_in + e["cache_read_tokens"] * read
+                + e["cache_write_tokens"] * write
+                + e["output_tokens"] * Decimal(row["output_usd_per_mtok"])
+            ) / mtok  # fmt: skip
+    return spend
+
+
+def test_spend_by_feature_matches_pricing_by_hand(warehouse) -> None:
+    p, _ = warehouse
+    expected = _price_by_hand(p.landing)
+    actual = dict(query(p, "select feature, sum(cost_usd) from marts.agg_hourly_feature_cost "
+                           "group by 1"))  # fmt: skip
+    assert set(actual) == set(expected) and len(actual) == 5
+    for feature, usd in expected.items():
+        assert abs(actual[feature] - usd) < Decimal("1e-9"), feature
+    assert query(p, "select count(*) from marts.fct_llm_calls where not is_priced") == [(0,)]
+
+
+def test_model_mart_agrees_with_feature_mart(warehouse) -> None:
+    p, _ = warehouse
+    by_feature = query(p, "select sum(calls), sum(cost_usd), sum(total_tokens) "
+                          "from marts.agg_hourly_feature_cost")  # fmt: skip
+    by_model = query(p, "select sum(calls), sum(cost_usd), sum(total_tokens) "
+                        "from marts.agg_hourly_model_cost")  # fmt: skip
+    assert by_feature == by_model
+    models = {r[0] for r in query(p, "select distinct model from marts.agg_hourly_model_cost")}
+    assert models == {"gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet", "claude-3-5-haiku"}
+
+
+def test_rematerializing_leaves_every_mart_the_same(warehouse) -> None:
+    p, _ = warehouse
+    before = mart_digests(p)
+    one_hour = START + timedelta(hours=30)
+    assert materialize_range(p, one_hour, one_hour + timedelta(hours=1)).success
+    assert mart_digests(p) == before
+    assert materialize_range(p, START, END).success
+    assert mart_digests(p) == before
+
+
+def test_a_changed_hour_changes_only_that_hour(warehouse) -> None:
+    p, _ = warehouse
+    hour = START + timedelta(hours=5)
+    folder = p.partition_dir(hour)
+    extra = {
+        "event_id": "late-arrival", "occurred_at": f"{hour:%Y-%m-%dT%H}:30:00Z",
+        "provider": "openai", "model": "gpt-4o", "input_tokens": 1000, "output_tokens": 500,
+        "feature": "smart-reply",
+    }  # fmt: skip
+    (folder / "late.jsonl").write_text(json.dumps(extra) + "\n")
+    before = query(p, "select hour_at, calls, cost_usd from marts.agg_hourly_feature_cost "
+                      "where feature = 'smart-reply' and environment = 'production' order by 1")
+    try:
+        assert materialize_range(p, hour, hour + timedelta(hours=1)).success
+        after = query(p, "select hour_at, calls, cost_usd from marts.agg_hourly_feature_cost "
+                         "where feature = 'smart-reply' and environment = 'production' order by 1")
+        changed = [(b, a) for b, a in zip(before, after, strict=True) if b != a]
+        assert len(changed) == 1
+        (old, new), = changed
+        assert new[0] == hour.replace(tzinfo=None) and new[1] == old[1] + 1
+        assert new[2] - old[2] == Decimal("0.0075")  # 1000 × $2.50 + 500 × $10 per 1M
+    finally:
+        (folder / "late.jsonl").unlink()
+        assert materialize_range(p, hour, hour + timedelta(hours=1)).success
