@@ -1,10 +1,15 @@
--- Every call priced once, here: the price row valid at occurred_at for the model the call's
--- name resolves to, the long-context tier when the input exceeds its threshold (the whole call
--- at the tier price, as providers bill), and the batch discount. A call without a price keeps
--- null costs and is_priced = false: never a silent $0.
+-- Every call priced once, here. A call's model name resolves to its canonical model (a declared
+-- exact alias first, then the name itself when it has price rows, then the longest declared
+-- prefix). It is priced with the row valid at occurred_at of the name itself when that name has
+-- its own rows then (a snapshot priced apart from its alias, e.g. gpt-4o-2024-05-13 still at
+-- $5/$15 after gpt-4o dropped to $2.50/$10), else of its canonical model. The long-context tier
+-- prices the whole call when the input (cache reads and writes included) exceeds the threshold,
+-- as providers bill; batch calls get the row's batch discount. A call without a price keeps null
+-- costs and is_priced = false: never a silent $0.
+-- A view holds no run window: fct_llm_calls filters its window on top (DuckDB and Spark push the
+-- filter down), so a run without window vars re-prices all of history.
 with calls as (
     select * from {{ ref('stg_llm_calls') }}
-    where {{ hour_window_filter('hour_at') }}
 ),
 
 prices as (
@@ -23,17 +28,21 @@ candidates as (
     select
         call_models.provider,
         call_models.model,
-        aliases.model as priced_model,
-        case aliases.match_type when 'own' then 3 when 'exact' then 2 else 1 end as match_rank,
+        aliases.model as resolved_model,
+        aliases.match_type,
+        case aliases.match_type when 'exact' then 3 when 'own' then 2 else 1 end as match_rank,
         length(aliases.alias) as alias_length
     from call_models
     inner join aliases
         on aliases.provider = call_models.provider
         and (
-            (aliases.match_type in ('own', 'exact') and aliases.alias = call_models.model)
+            (
+                aliases.match_type in ('own', 'exact')
+                and lower(aliases.alias) = lower(call_models.model)
+            )
             or (
                 aliases.match_type = 'prefix'
-                and substr(call_models.model, 1, length(aliases.alias)) = aliases.alias
+                and lower(substr(call_models.model, 1, length(aliases.alias))) = lower(aliases.alias)
             )
         )
 ),
@@ -42,23 +51,49 @@ ranked_candidates as (
     select
         *,
         row_number() over (
-            partition by provider, model order by match_rank desc, alias_length desc
+            partition by provider, model
+            order by match_rank desc, alias_length desc, resolved_model
         ) as candidate_rank
     from candidates
 ),
 
 resolved_models as (
-    select provider, model, priced_model from ranked_candidates where candidate_rank = 1
+    select
+        provider,
+        model,
+        max(case when candidate_rank = 1 then resolved_model end) as canonical_model,
+        max(case when match_type = 'own' then resolved_model end) as own_model
+    from ranked_candidates
+    group by provider, model
+),
+
+matched as (
+    select
+        calls.*,
+        resolved_models.canonical_model,
+        coalesce(own_prices.price_id, canonical_prices.price_id) as price_id
+    from calls
+    left join resolved_models
+        on calls.provider = resolved_models.provider
+        and calls.model = resolved_models.model
+    left join prices as own_prices
+        on own_prices.provider = calls.provider
+        and own_prices.model = resolved_models.own_model
+        and calls.occurred_at >= own_prices.valid_from
+        and calls.occurred_at < own_prices.valid_to
+    left join prices as canonical_prices
+        on canonical_prices.provider = calls.provider
+        and canonical_prices.model = resolved_models.canonical_model
+        and calls.occurred_at >= canonical_prices.valid_from
+        and calls.occurred_at < canonical_prices.valid_to
 ),
 
 joined as (
     select
-        calls.*,
-        resolved_models.priced_model,
-        prices.price_id,
+        matched.*,
         prices.long_context_threshold_tokens,
         prices.long_context_threshold_tokens is not null
-            and calls.input_tokens > prices.long_context_threshold_tokens as is_long_context,
+            and matched.input_tokens > prices.long_context_threshold_tokens as is_long_context,
         prices.input_usd_per_mtok,
         prices.output_usd_per_mtok,
         prices.cache_read_usd_per_mtok,
@@ -67,17 +102,11 @@ joined as (
         prices.long_output_usd_per_mtok,
         prices.long_cache_read_usd_per_mtok,
         prices.long_cache_write_usd_per_mtok,
-        case when calls.service_tier = 'batch' then 1 - prices.batch_discount else 1 end
+        case when matched.service_tier = 'batch' then 1 - prices.batch_discount else 1 end
             as price_factor
-    from calls
-    left join resolved_models
-        on calls.provider = resolved_models.provider
-        and calls.model = resolved_models.model
+    from matched
     left join prices
-        on prices.provider = calls.provider
-        and prices.model = resolved_models.priced_model
-        and calls.occurred_at >= prices.valid_from
-        and calls.occurred_at < prices.valid_to
+        on prices.price_id = matched.price_id
 ),
 
 tiered as (
@@ -117,7 +146,7 @@ final as (
         hour_at,
         provider,
         model,
-        coalesce(priced_model, model) as canonical_model,
+        coalesce(canonical_model, model) as canonical_model,
         feature,
         endpoint,
         environment,

@@ -1,0 +1,88 @@
+"""Every dbt `unit_tests:` block in models/ runs and passes against a real DuckDB warehouse.
+
+dbt unit tests read the column types of a model's inputs from the warehouse, so the raw tables
+(created by the ingest), the seeds and the models are built first in a temporary home. The
+names run are compared with the names declared in the YAML files: a unit test dbt skipped or
+never selected fails here instead of passing silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestration.ingest import connect
+from orchestration.resources import dbt_executable
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: One unit test per pricing rule (models/intermediate/_intermediate__models.yml).
+PRICING_RULES = {
+    "prices_the_worked_example",
+    "prices_a_plain_call",
+    "prices_cache_reads_and_writes_apart_from_input",
+    "prices_the_whole_call_at_the_long_context_tier_above_the_threshold",
+    "takes_the_batch_discount_off_batch_calls_only",
+    "switches_price_exactly_at_valid_from",
+    "unknown_model_is_unpriced_not_free",
+    "resolves_exact_aliases_and_the_longest_prefix",
+    "prices_a_snapshot_by_its_own_rows_while_they_are_valid",
+}
+
+
+def declared_unit_tests() -> dict[str, str]:
+    """unit test name -> model, from every YAML file under models/."""
+    found: dict[str, str] = {}
+    for path in sorted((REPO / "models").rglob("*.yml")):
+        for test in (yaml.safe_load(path.read_text()) or {}).get("unit_tests") or []:
+            assert test["name"] not in found, f"unit test {test['name']} declared twice"
+            found[test["name"]] = test["model"]
+    return found
+
+
+def dbt(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "SPENDWATCH_HOME": str(home),
+        "DBT_PROFILES_DIR": str(REPO),
+        "DO_NOT_TRACK": "1",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    paths = ["--target-path", str(home / "target"), "--log-path", str(home / "logs")]
+    return subprocess.run(
+        [dbt_executable(), *args, *paths], cwd=REPO, env=env, capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def unit_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("dbt_unit")
+    connect(home / "warehouse.duckdb").close()  # the raw tables the staging models read
+    built = dbt(home, "build", "--exclude", "resource_type:unit_test")
+    assert built.returncode == 0, built.stdout[-4000:]
+    tested = dbt(home, "test", "--select", "test_type:unit")
+    run_results = home / "target" / "run_results.json"
+    assert run_results.exists(), tested.stdout[-4000:]
+    results = json.loads(run_results.read_text())["results"]
+    return {r["unique_id"].rsplit(".", 1)[-1]: r["status"] for r in results}
+
+
+def test_every_declared_unit_test_ran_and_passed(unit_results: dict[str, str]) -> None:
+    declared = declared_unit_tests()
+    assert set(unit_results) == set(declared)
+    failed = {name: status for name, status in unit_results.items() if status != "pass"}
+    assert not failed
+
+
+def test_each_pricing_rule_has_its_unit_test(unit_results: dict[str, str]) -> None:
+    declared = declared_unit_tests()
+    pricing = {name for name, model in declared.items() if model == "int_llm_calls_priced"}
+    assert pricing == PRICING_RULES
+    assert {name: unit_results.get(name) for name in PRICING_RULES} == dict.fromkeys(
+        PRICING_RULES, "pass"
+    )
