@@ -1,11 +1,20 @@
 {#- The measures every hourly mart carries, over calls from fct_llm_calls. cost_usd sums the
-    priced calls only; unpriced_calls says how many are missing from it. -#}
+    priced calls only; unpriced_calls says how many are missing from it. cache_hit_rate is the
+    share of calls that read the prompt cache; cache_read_share the share of input tokens read
+    from it. -#}
+
+{% macro hourly_metric_inputs() -%}
+    hour_at, is_priced, is_error, is_retry, input_tokens, output_tokens, cache_read_tokens,
+    cache_write_tokens, reasoning_tokens, total_tokens, cost_usd, cache_savings_usd
+{%- endmacro %}
+
 {% macro hourly_call_metrics() -%}
         count(*) as calls,
-        count(*) filter (where is_priced) as priced_calls,
-        count(*) filter (where not is_priced) as unpriced_calls,
-        count(*) filter (where is_error) as error_calls,
-        count(*) filter (where is_retry) as retry_calls,
+        count(case when is_priced then 1 end) as priced_calls,
+        count(case when not is_priced then 1 end) as unpriced_calls,
+        count(case when is_error then 1 end) as error_calls,
+        count(case when is_retry then 1 end) as retry_calls,
+        count(case when cache_read_tokens > 0 then 1 end) as cache_hit_calls,
         cast(sum(input_tokens) as bigint) as input_tokens,
         cast(sum(output_tokens) as bigint) as output_tokens,
         cast(sum(cache_read_tokens) as bigint) as cache_read_tokens,
@@ -13,9 +22,22 @@
         cast(sum(reasoning_tokens) as bigint) as reasoning_tokens,
         cast(sum(total_tokens) as bigint) as total_tokens,
         {{ money('coalesce(sum(cost_usd), 0)') }} as cost_usd,
-        {{ money('sum(cost_usd) / nullif(count(*) filter (where is_priced), 0)') }} as cost_per_call_usd,
-        {{ money('coalesce(sum(cache_savings_usd), 0)') }} as cache_savings_usd,
-        {{ safe_ratio('sum(cache_read_tokens)', 'sum(input_tokens)') }} as cache_hit_rate,
-        {{ safe_ratio('count(*) filter (where is_retry)', 'count(*)') }} as retry_rate,
-        {{ safe_ratio('count(*) filter (where is_error)', 'count(*)') }} as error_rate
+        {{ money('coalesce(sum(cache_savings_usd), 0)') }} as cache_savings_usd
+{%- endmacro %}
+
+{#- columns that are 0 in an hour without calls -#}
+{% macro hourly_additive_columns() -%}
+    {{ return(['calls', 'priced_calls', 'unpriced_calls', 'error_calls', 'retry_calls',
+               'cache_hit_calls', 'input_tokens', 'output_tokens', 'cache_read_tokens',
+               'cache_write_tokens', 'reasoning_tokens', 'total_tokens', 'cost_usd',
+               'cache_savings_usd']) }}
+{%- endmacro %}
+
+{#- ratios: null in an hour without calls (nothing to divide) -#}
+{% macro hourly_ratio_columns() -%}
+        {{ money('cost_usd / nullif(priced_calls, 0)') }} as cost_per_call_usd,
+        {{ safe_ratio('cache_hit_calls', 'calls') }} as cache_hit_rate,
+        {{ safe_ratio('cache_read_tokens', 'input_tokens') }} as cache_read_share,
+        {{ safe_ratio('retry_calls', 'calls') }} as retry_rate,
+        {{ safe_ratio('error_calls', 'calls') }} as error_rate
 {%- endmacro %}

@@ -47,7 +47,9 @@ MODELS = {
     "gpt-4o": ModelSpec("openai", "gpt-4o", ("gpt-4o-2024-08-06", "gpt-4o-2024-11-20")),
     "claude-3-5-haiku": ModelSpec("anthropic", "claude-3-5-haiku", ("claude-3-5-haiku-20241022",)),
     "claude-3-5-sonnet": ModelSpec(
-        "anthropic", "claude-3-5-sonnet", ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet-20240620")
+        "anthropic",
+        "claude-3-5-sonnet",
+        ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet-20240620"),
     ),
     "claude-3-opus": ModelSpec("anthropic", "claude-3-opus", ("claude-3-opus-20240229",)),
 }
@@ -71,13 +73,13 @@ FEATURES = [
     FeatureSpec("smart-reply", "team-messaging", "/api/v1/reply", 0.34,
                 {"gpt-4o-mini": 0.9, "gpt-4o": 0.1}, 700, 60),
     FeatureSpec("chat-assistant", "team-support", "/api/v1/chat", 0.24,
-                {"gpt-4o": 0.7, "gpt-4o-mini": 0.3}, 2500, 380, 0.65, "v7"),
+                {"gpt-4o": 0.7, "gpt-4o-mini": 0.3}, 2500, 380, 0.8, "v7"),
     FeatureSpec("rag-search", "team-search", "/api/v1/search", 0.2,
-                {"gpt-4o-mini": 1.0}, 4200, 220, 0.8, "v3"),
+                {"gpt-4o-mini": 1.0}, 4200, 220, 0.85, "v3"),
     FeatureSpec("summarization", "team-docs", "/api/v1/summarize", 0.14,
-                {"claude-3-5-haiku": 0.8, "claude-3-5-sonnet": 0.2}, 6000, 320, 0.7, "v2"),
+                {"claude-3-5-haiku": 0.8, "claude-3-5-sonnet": 0.2}, 6000, 320, 0.8, "v2"),
     FeatureSpec("code-review", "team-devtools", "/api/v1/review", 0.08,
-                {"claude-3-5-sonnet": 1.0}, 11000, 900, 0.75, "v4"),
+                {"claude-3-5-sonnet": 1.0}, 11000, 900, 0.85, "v4"),
 ]  # fmt: skip
 FEATURE_NAMES = [f.name for f in FEATURES]
 
@@ -116,8 +118,8 @@ INCIDENT_DETECTORS = {
 def default_incidents(start: datetime, days: int) -> list[Incident]:
     """One incident of each type in the last days of the window, at fixed local offsets.
 
-    They start on weekday afternoons after at least two weeks of history, so a seasonal
-    baseline exists for every one of them.
+    They start at fixed offsets in the last six days, after at least two weeks of history, so
+    a seasonal baseline exists for every one of them.
     """
     end = start + timedelta(days=days)
     day0 = (end - timedelta(days=6)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -202,7 +204,7 @@ def generate(
     hour_starts = np.datetime64(start.replace(tzinfo=None), "s") + np.arange(n_hours) * 3600
     hod = (hour_starts.astype("datetime64[h]").astype(np.int64)) % 24
     dow = (hour_starts.astype("datetime64[D]").astype(np.int64) + 3) % 7  # 1970-01-01: Thursday
-    n_f, n_e = len(FEATURES), len(ENVIRONMENTS)
+    n_f = len(FEATURES)
 
     # Expected calls per (hour, feature, environment) cell, normalised to calls_per_day.
     season = HOUR_OF_DAY[hod] * DAY_OF_WEEK[dow]
@@ -261,8 +263,8 @@ def generate(
     name_offset = np.cumsum([0] + [len(g) for g in names])[:-1]
     use_snapshot = rng.random(n) < 0.25
     n_snapshots = np.array([len(g) - 1 for g in names])[model_idx]
-    pick = np.where(use_snapshot & (n_snapshots > 0),
-                    1 + (rng.random(n) * np.maximum(n_snapshots, 1)).astype(np.int64), 0)  # fmt: skip
+    nth_snapshot = 1 + (rng.random(n) * np.maximum(n_snapshots, 1)).astype(np.int64)
+    pick = np.where(use_snapshot & (n_snapshots > 0), nth_snapshot, 0)
     model_name = name_table[name_offset[model_idx] + pick]
     provider = np.array([m.provider for m in MODELS.values()])[model_idx]
 
@@ -314,9 +316,7 @@ def generate(
     }
     out.mkdir(parents=True, exist_ok=True)
     _write_landing(columns, out)
-    (out / "incidents.json").write_text(
-        json.dumps([asdict(i) for i in incidents], indent=2) + "\n"
-    )
+    (out / "incidents.json").write_text(json.dumps([asdict(i) for i in incidents], indent=2) + "\n")
     files = sum(1 for _ in out.glob(f"date=*/hour=*/{WRITER_ID}-*.jsonl"))
     return GenerationResult(out, n, n_hours, files, incidents)
 

@@ -43,7 +43,7 @@ def three_weeks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
     a = generate(tmp_path / "a", START, 1, 2000, seed=1)
     b = generate(tmp_path / "b", START, 1, 2000, seed=1)
-    c = generate(tmp_path / "c", START, 1, 2000, seed=2)
+    generate(tmp_path / "c", START, 1, 2000, seed=2)
     assert a.calls == b.calls and a.files == 24
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
@@ -123,7 +123,9 @@ def test_default_incidents_are_in_the_data(three_weeks) -> None:
 
 def test_incident_file_is_validated(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([{"type": "meteor", "feature": "smart-reply", "start": "2026-10-06"}]))
+    bad.write_text(
+        json.dumps([{"type": "meteor", "feature": "smart-reply", "start": "2026-10-06"}])
+    )
     with pytest.raises(ValueError, match="meteor"):
         load_incidents(str(bad), START, 7)
     good = tmp_path / "good.json"

@@ -6,20 +6,14 @@
         pre_hook="{{ delete_hour_window('hour_at') }}"
     )
 }}
--- Grain: one row per (hour_at, feature, environment) with at least one call.
+-- Grain: one row per (hour_at, feature, environment) for every feature active in the week
+-- before (zeros when it was silent), with each monitored metric scored against its baseline.
 with calls as (
-    select * from {{ ref('fct_llm_calls') }}
-    where {{ hour_window_filter('hour_at') }}
+    select {{ hourly_metric_inputs() }}, feature, environment
+    from {{ ref('fct_llm_calls') }}
+    where {{ lookback_window_filter('hour_at', hourly_lookback_hours()) }}
 ),
 
-final as (
-    select
-        hour_at,
-        feature,
-        environment,
-        {{ hourly_call_metrics() }}
-    from calls
-    group by hour_at, feature, environment
-)
+{{ hourly_series_mart(['feature', 'environment']) }}
 
 select * from final

@@ -6,22 +6,14 @@
         pre_hook="{{ delete_hour_window('hour_at') }}"
     )
 }}
--- Grain: one row per (hour_at, provider, model, environment); model is the canonical model a
--- call's name resolved to (its own name when unpriced).
+-- Grain: one row per (hour_at, provider, model, environment) for every model used in the week
+-- before; model is the canonical model a call's name resolved to (its own name when unpriced).
 with calls as (
-    select * from {{ ref('fct_llm_calls') }}
-    where {{ hour_window_filter('hour_at') }}
+    select {{ hourly_metric_inputs() }}, provider, canonical_model as model, environment
+    from {{ ref('fct_llm_calls') }}
+    where {{ lookback_window_filter('hour_at', hourly_lookback_hours()) }}
 ),
 
-final as (
-    select
-        hour_at,
-        provider,
-        canonical_model as model,
-        environment,
-        {{ hourly_call_metrics() }}
-    from calls
-    group by hour_at, provider, canonical_model, environment
-)
+{{ hourly_series_mart(['provider', 'model', 'environment']) }}
 
 select * from final

@@ -1,0 +1,113 @@
+{#- Shared pieces of the detector models (models/marts/anomalies/). -#}
+
+{#- thresholds of one detector: `thresholds` (the default row) and, per feature, its override -#}
+{% macro detector_thresholds(detector) -%}
+default_thresholds as (
+    select * from {{ ref('alert_thresholds') }}
+    where detector = '{{ detector }}' and feature = '*'
+),
+
+feature_thresholds as (
+    select * from {{ ref('alert_thresholds') }}
+    where detector = '{{ detector }}' and feature <> '*'
+)
+{%- endmacro %}
+
+{#- join both onto a relation with a feature column; then threshold('min_calls') etc. -#}
+{% macro join_thresholds(feature_column) -%}
+    cross join default_thresholds
+    left join feature_thresholds on feature_thresholds.feature = {{ feature_column }}
+{%- endmacro %}
+
+{% macro threshold(column) -%}
+    coalesce(feature_thresholds.{{ column }}, default_thresholds.{{ column }})
+{%- endmacro %}
+
+{% macro runbook(detector) -%}
+    'docs/runbooks/{{ detector }}.md'
+{%- endmacro %}
+
+{#- 9412 → '9,412' -#}
+{% macro format_count(expression) -%}
+    {{ return(adapter.dispatch('format_count', 'spendwatch')(expression)) }}
+{%- endmacro %}
+
+{% macro default__format_count(expression) -%}
+    format('{:,}', cast(round({{ expression }}) as bigint))
+{%- endmacro %}
+
+{% macro spark__format_count(expression) -%}
+    format_number(cast(round({{ expression }}) as bigint), 0)
+{%- endmacro %}
+
+{#- 1234.5 → '$1,234.50'; small amounts keep 4 decimals -#}
+{% macro format_usd(expression) -%}
+    {{ return(adapter.dispatch('format_usd', 'spendwatch')(expression)) }}
+{%- endmacro %}
+
+{% macro default__format_usd(expression) -%}
+    case when abs({{ expression }}) >= 1 then format('${:,.2f}', cast({{ expression }} as double))
+         else format('${:.4f}', cast({{ expression }} as double)) end
+{%- endmacro %}
+
+{% macro spark__format_usd(expression) -%}
+    concat('$', format_number(cast({{ expression }} as double), case when abs({{ expression }}) >= 1 then 2 else 4 end))
+{%- endmacro %}
+
+{% macro format_decimal(expression, digits=1) -%}
+    {{ return(adapter.dispatch('format_decimal', 'spendwatch')(expression, digits)) }}
+{%- endmacro %}
+
+{% macro default__format_decimal(expression, digits) -%}
+    format('{:.{{ digits }}f}', cast({{ expression }} as double))
+{%- endmacro %}
+
+{% macro spark__format_decimal(expression, digits) -%}
+    format_number(cast({{ expression }} as double), {{ digits }})
+{%- endmacro %}
+
+{#- '14:00' and 'Friday 14:00' -#}
+{% macro hour_label(column) -%}
+    {{ return(adapter.dispatch('hour_label', 'spendwatch')(column)) }}
+{%- endmacro %}
+
+{% macro default__hour_label(column) -%}
+    strftime({{ column }}, '%H:00')
+{%- endmacro %}
+
+{% macro spark__hour_label(column) -%}
+    date_format({{ column }}, 'HH:00')
+{%- endmacro %}
+
+{% macro day_name(column) -%}
+    {{ return(adapter.dispatch('day_name', 'spendwatch')(column)) }}
+{%- endmacro %}
+
+{% macro default__day_name(column) -%}
+    dayname({{ column }})
+{%- endmacro %}
+
+{% macro spark__day_name(column) -%}
+    date_format({{ column }}, 'EEEE')
+{%- endmacro %}
+
+{#- "for a Friday 14:00" / "for 14:00" / "over the last 24 hours": what the baseline is -#}
+{% macro baseline_phrase(kind_column, hour_column) -%}
+    case {{ kind_column }}
+        when 'hour_of_week' then 'for a ' || {{ day_name(hour_column) }} || ' ' || {{ hour_label(hour_column) }}
+        when 'hour_of_day' then 'for ' || {{ hour_label(hour_column) }}
+        else 'over the previous hours'
+    end
+{%- endmacro %}
+
+{#- a stable id from parts (md5 of the parts joined by '|', nulls as '') -#}
+{% macro stable_id(parts) -%}
+    md5({% for part in parts %}coalesce(cast({{ part }} as varchar), ''){% if not loop.last %} || '|' || {% endif %}{% endfor %})
+{%- endmacro %}
+
+{#- The columns every detector model returns, in order (marts.anomalies adds the ids). -#}
+{% macro anomaly_columns() -%}
+    {{ return(['hour_at', 'detector', 'severity', 'feature', 'environment', 'model', 'team_id',
+               'metric', 'observed_value', 'baseline_value', 'stddev_value', 'z_score',
+               'ratio_to_baseline', 'estimated_excess_cost_usd', 'message', 'runbook']) }}
+{%- endmacro %}

@@ -1,0 +1,93 @@
+-- Month-to-date spend projected to month end (linearly over the hours elapsed) against the
+-- monthly budget of a feature or team. One incident per budget and month.
+with calls as (
+    select hour_at, feature, team_id, environment, cost_usd
+    from {{ ref('fct_llm_calls') }}
+),
+
+budgets as (
+    select * from {{ ref('budgets') }}
+),
+
+hourly_spend as (
+    select
+        calls.hour_at,
+        budgets.scope,
+        budgets.name,
+        budgets.environment,
+        budgets.monthly_budget_usd,
+        {{ money('coalesce(sum(calls.cost_usd), 0)') }} as cost_usd
+    from calls
+    inner join budgets
+        on budgets.environment = calls.environment
+        and (
+            (budgets.scope = 'feature' and budgets.name = calls.feature)
+            or (budgets.scope = 'team' and budgets.name = calls.team_id)
+        )
+    group by calls.hour_at, budgets.scope, budgets.name, budgets.environment,
+        budgets.monthly_budget_usd
+),
+
+month_to_date as (
+    select
+        *,
+        date_trunc('month', hour_at) as month_at,
+        sum(cost_usd) over (
+            partition by scope, name, environment, date_trunc('month', hour_at)
+            order by hour_at
+            rows between unbounded preceding and current row
+        ) as spend_to_date_usd
+    from hourly_spend
+),
+
+projected as (
+    select
+        *,
+        {{ hours_between('month_at', 'hour_at') }} + 1 as hours_elapsed,
+        {{ hours_between('month_at', month_end('month_at')) }} as hours_in_month
+    from month_to_date
+),
+
+{{ detector_thresholds('budget_burn') }},
+
+scored as (
+    select
+        projected.*,
+        cast(spend_to_date_usd as double) / hours_elapsed * hours_in_month as projected_usd,
+        cast(spend_to_date_usd as double) / hours_elapsed * hours_in_month
+            / nullif(monthly_budget_usd, 0) as budget_ratio,
+        {{ threshold('warning_threshold') }} as warning_threshold,
+        {{ threshold('critical_threshold') }} as critical_threshold,
+        {{ threshold('min_history_hours') }} as min_history_hours
+    from projected
+    {{ join_thresholds("case when projected.scope = 'feature' then projected.name end") }}
+),
+
+final as (
+    select
+        hour_at,
+        'budget_burn' as detector,
+        case when budget_ratio >= critical_threshold then 'critical' else 'warning' end
+            as severity,
+        case when scope = 'feature' then name end as feature,
+        environment,
+        cast(null as varchar) as model,
+        case when scope = 'team' then name end as team_id,
+        'projected_month_spend_usd' as metric,
+        projected_usd as observed_value,
+        monthly_budget_usd as baseline_value,
+        cast(null as double) as stddev_value,
+        cast(null as double) as z_score,
+        budget_ratio as ratio_to_baseline,
+        {{ money('greatest(projected_usd - monthly_budget_usd, 0)') }} as estimated_excess_cost_usd,
+        scope || ' ' || name || '/' || environment || ': ' || {{ format_usd('spend_to_date_usd') }}
+            || ' spent this month by ' || {{ hour_label('hour_at') }} || ' UTC, on course for '
+            || {{ format_usd('projected_usd') }} || ', ' || {{ format_decimal('100 * budget_ratio', 0) }}
+            || ' % of the ' || {{ format_usd('monthly_budget_usd') }} || ' budget' as message,
+        {{ runbook('budget_burn') }} as runbook
+    from scored
+    where hours_elapsed >= min_history_hours
+        and budget_ratio >= warning_threshold
+)
+
+select * from final

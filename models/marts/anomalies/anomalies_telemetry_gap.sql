@@ -1,0 +1,70 @@
+-- A series with steady traffic reports nothing: an instrumentation, shipping or ingest break.
+-- Warning at the first silent hour, critical when `critical_threshold` hours in a row are silent.
+with hourly as (
+    select * from {{ ref('agg_hourly_feature_cost') }}
+),
+
+runs as (
+    select
+        *,
+        sum(case when calls > 0 then 1 else 0 end) over (
+            partition by feature, environment
+            order by hour_at
+            rows between unbounded preceding and current row
+        ) as active_so_far
+    from hourly
+),
+
+streaks as (
+    -- silent hours since the series last had calls, this one included (an active series has a
+    -- row for every hour, so the rows after its last busy hour are exactly the silent ones;
+    -- before its first busy row every row is silent)
+    select
+        *,
+        row_number() over (partition by feature, environment, active_so_far order by hour_at)
+            - case when active_so_far > 0 then 1 else 0 end as silent_hours_in_a_row
+    from runs
+),
+
+{{ detector_thresholds('telemetry_gap') }},
+
+scored as (
+    select
+        streaks.*,
+        {{ threshold('warning_threshold') }} as warning_threshold,
+        {{ threshold('critical_threshold') }} as critical_threshold,
+        {{ threshold('min_calls') }} as min_expected_calls
+    from streaks
+    {{ join_thresholds('streaks.feature') }}
+),
+
+final as (
+    select
+        hour_at,
+        'telemetry_gap' as detector,
+        case when silent_hours_in_a_row >= critical_threshold then 'critical' else 'warning' end
+            as severity,
+        feature,
+        environment,
+        cast(null as varchar) as model,
+        cast(null as varchar) as team_id,
+        'calls' as metric,
+        cast(calls as double) as observed_value,
+        calls_baseline as baseline_value,
+        calls_stddev as stddev_value,
+        calls_z as z_score,
+        cast(0 as double) as ratio_to_baseline,
+        cast(null as decimal(38, 15)) as estimated_excess_cost_usd,
+        feature || '/' || environment || ': no calls reported in ' || {{ hour_label('hour_at') }}
+            || ' UTC (' || cast(silent_hours_in_a_row as varchar)
+            || ' silent hour(s) in a row) where ' || {{ format_count('calls_baseline') }}
+            || ' are usual ' || {{ baseline_phrase('baseline_kind', 'hour_at') }} as message,
+        {{ runbook('telemetry_gap') }} as runbook
+    from scored
+    where calls = 0
+        and baseline_kind <> 'warming_up'
+        and calls_baseline >= min_expected_calls
+        and silent_hours_in_a_row >= warning_threshold
+)
+
+select * from final
