@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.assets.dbt import spendwatch_dbt_models, spendwatch_dbt_seeds
+from orchestration.assets.checks import priced_share
+from orchestration.assets.dbt import (
+    spendwatch_dbt_detection,
+    spendwatch_dbt_models,
+    spendwatch_dbt_seeds,
+)
 from orchestration.assets.raw import lines_reconcile, raw_llm_calls
 from orchestration.jobs import hourly_pipeline, hourly_schedule, reference_data
 from orchestration.resources import build_resources
+from orchestration.sensors import late_landing_files
 
 defs = dg.Definitions(
-    assets=[raw_llm_calls, spendwatch_dbt_seeds, spendwatch_dbt_models],
-    asset_checks=[lines_reconcile],
+    assets=[raw_llm_calls, spendwatch_dbt_seeds, spendwatch_dbt_models, spendwatch_dbt_detection],
+    asset_checks=[lines_reconcile, priced_share],
     jobs=[hourly_pipeline, reference_data],
     schedules=[hourly_schedule],
+    sensors=[late_landing_files],
     resources=build_resources(),
     executor=dg.in_process_executor,
 )

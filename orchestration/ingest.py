@@ -45,6 +45,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from orchestration.quality_ddl import CHECK_RESULTS_DDL
 from spendwatch.schema import FIELD_DEFAULTS, REQUIRED_FIELDS, SCHEMA_VERSION, WAREHOUSE_COLUMNS
 
 MAX_LINE_BYTES = 64 * 1024
@@ -210,11 +211,14 @@ def _validate_sql(now: datetime) -> str:
             f" then '{n} ' else '' end"
             for n in int_fields + num_fields
         ]
-        + [f"case when {present('tags')} and json_type({v('tags')}) <> 'OBJECT' then 'tags ' else '' end"]
+        + [
+            f"case when {present('tags')} and json_type({v('tags')}) <> 'OBJECT' "
+            "then 'tags ' else '' end"
+        ]
     )
     bad_tokens = " || ".join(
-        f"case when {present(n)} and (json_type({v(n)}) not in ('BIGINT', 'UBIGINT') or {text(n)}::hugeint < 0)"
-        f" then '{n} ' else '' end"
+        f"case when {present(n)} and (json_type({v(n)}) not in ('BIGINT', 'UBIGINT')"
+        f" or {text(n)}::hugeint < 0) then '{n} ' else '' end"
         for n in token_fields
     )
 
@@ -227,8 +231,10 @@ def _validate_sql(now: datetime) -> str:
             return f"coalesce(case when {present(name)} then {v(name)} end, '{{}}'::json)"
         value = f"try_cast({text(name)} as {t})"
         if default is not None:
-            value = f"coalesce({value}, {default!r})" if t != "VARCHAR" else (
-                f"coalesce(nullif({text(name)}, ''), '{default}')"
+            value = (
+                f"coalesce({value}, {default!r})"
+                if t != "VARCHAR"
+                else (f"coalesce(nullif({text(name)}, ''), '{default}')")
             )
         return value
 
@@ -250,8 +256,8 @@ def _validate_sql(now: datetime) -> str:
             {wrong_type} as wrong_type_fields,
             {bad_tokens} as bad_token_fields,
             {", ".join(f"{typed(n)} as {n}" for n in fields)},
-            {text('occurred_at')} as occurred_at_text,
-            {text('event_id')} as raw_event_id
+            {text("occurred_at")} as occurred_at_text,
+            {text("event_id")} as raw_event_id
         from parsed
     ),
     checked as (
@@ -320,6 +326,7 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     con.execute("set TimeZone = 'UTC'")
     con.execute("set enable_progress_bar = false")
     con.execute(DDL)
+    con.execute(CHECK_RESULTS_DDL)  # dbt reads ops.check_results as a source from the start
     return con
 
 

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.assets.dbt import spendwatch_dbt_models, spendwatch_dbt_seeds
+from orchestration.assets.dbt import (
+    spendwatch_dbt_detection,
+    spendwatch_dbt_models,
+    spendwatch_dbt_seeds,
+)
 from orchestration.assets.raw import raw_llm_calls
 from orchestration.project import HOURLY
 
 hourly_pipeline = dg.define_asset_job(
     name="hourly_pipeline",
-    selection=dg.AssetSelection.assets(raw_llm_calls, spendwatch_dbt_models),
+    selection=dg.AssetSelection.assets(
+        raw_llm_calls, spendwatch_dbt_models, spendwatch_dbt_detection
+    ),
     partitions_def=HOURLY,
     description="Load an hour window of landing files and build every mart for it.",
 )

@@ -8,14 +8,17 @@ assets through Dagster's partition-range tags (`BackfillPolicy.single_run()`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -66,6 +69,7 @@ class RunSummary:
     seconds: float
     hours: int
     materializations: int
+    log_path: Path | None = None
 
 
 def materialize_range(
@@ -84,14 +88,19 @@ def materialize_range(
 
     from orchestration.definitions import defs
 
-    console = console or Console()
+    # bound to the real stdout now: while the run executes, stdout goes to the run's log file
+    is_terminal = (console or Console()).is_terminal
+    console = Console(file=sys.stdout, force_terminal=is_terminal)
+    log_dir = p.home / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
     instance = dg.DagsterInstance.get()
     hours = int((end - start) / timedelta(hours=1))
     began = time.monotonic()
 
-    seeds = defs.resolve_job_def("reference_data").execute_in_process(
-        instance=instance, run_config=QUIET
-    )
+    with (log_dir / "reference-data.log").open("w") as log, contextlib.redirect_stdout(log):
+        seeds = defs.resolve_job_def("reference_data").execute_in_process(
+            instance=instance, run_config=QUIET
+        )
     if not seeds.success:
         return RunSummary(seeds.run_id, False, time.monotonic() - began, hours, 0)
 
@@ -128,15 +137,21 @@ def materialize_range(
         )
         watcher = threading.Thread(target=watch, args=(progress, task), daemon=True)
         watcher.start()
+        log_path = log_dir / f"run-{run_id}.log"
         try:
-            result = job.execute_in_process(
-                instance=instance, tags=tags, run_id=run_id, raise_on_error=False,
-                run_config=QUIET,
-            )
+            # dbt's own output (dagster-dbt echoes it to stdout) goes to the run's log file
+            with log_path.open("w") as log, contextlib.redirect_stdout(log):
+                result = job.execute_in_process(
+                    instance=instance,
+                    tags=tags,
+                    run_id=run_id,
+                    raise_on_error=False,
+                    run_config=QUIET,
+                )
         finally:
             done.set()
             watcher.join()
-    return RunSummary(run_id, result.success, time.monotonic() - began, hours, len(seen))
+    return RunSummary(run_id, result.success, time.monotonic() - began, hours, len(seen), log_path)
 
 
 def _update(instance, run_id, progress, task, seen, on_event) -> None:

@@ -57,6 +57,8 @@ def export_environment(p: Paths) -> None:
     """
     p.home.mkdir(parents=True, exist_ok=True)
     p.dagster_home.mkdir(parents=True, exist_ok=True)
-    (p.dagster_home / "dagster.yaml").touch(exist_ok=True)  # defaults: all state in this folder
+    config = p.dagster_home / "dagster.yaml"  # defaults: all state in this folder
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
     os.environ["SPENDWATCH_HOME"] = str(p.home)
     os.environ["DAGSTER_HOME"] = str(p.dagster_home)

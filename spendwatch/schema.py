@@ -52,23 +52,30 @@ class CallEvent(BaseModel):
         "ok", description="ok or error.", json_schema_extra={"warehouse_type": "VARCHAR"}
     )
     attempt: StrictInt = Field(
-        1, ge=1, description="1 = first try; > 1 = a retry.",
+        1,
+        ge=1,
+        description="1 = first try; > 1 = a retry.",
         json_schema_extra={"warehouse_type": "INTEGER"},
     )
     latency_ms: float | None = Field(
-        None, ge=0, description="Wall time of the call.",
+        None,
+        ge=0,
+        description="Wall time of the call.",
         json_schema_extra={"warehouse_type": "DOUBLE"},
     )
     cost_usd_reported: float | None = Field(
-        None, description="The caller's own cost estimate; the warehouse prices calls itself.",
+        None,
+        description="The caller's own cost estimate; the warehouse prices calls itself.",
         json_schema_extra={"warehouse_type": "DOUBLE"},
     )
     tags: dict[str, str] = Field(
-        default_factory=dict, description="Free-form string dimensions.",
+        default_factory=dict,
+        description="Free-form string dimensions.",
         json_schema_extra={"warehouse_type": "JSON"},
     )
     schema_version: Literal[1] = Field(
-        SCHEMA_VERSION, description="Version of this schema.",
+        SCHEMA_VERSION,
+        description="Version of this schema.",
         json_schema_extra={"warehouse_type": "INTEGER"},
     )
 

@@ -42,8 +42,12 @@ CORPUS: list[tuple[bytes, str | None]] = [
     (line(event_id="ok-plain"), None),
     (line(event_id="ok-unicode", feature="résumé-✨", team_id="équipe"), None),
     (line(event_id="ok-zero", input_tokens=0, output_tokens=0), None),
-    (line(event_id="ok-large", input_tokens=10**12, output_tokens=10**11,
-          cache_read_tokens=10**11), None),  # fmt: skip
+    (
+        line(
+            event_id="ok-large", input_tokens=10**12, output_tokens=10**11, cache_read_tokens=10**11
+        ),
+        None,
+    ),  # fmt: skip
     (line(event_id="ok-offset", occurred_at="2026-11-03T16:30:00+02:00"), None),
     (line(event_id="ok-nulls", endpoint=None, tags={"k": "v"}, status="error", attempt=3), None),
     (b'{"event_id": "broken", "provider": ', "invalid_json"),
@@ -58,8 +62,10 @@ CORPUS: list[tuple[bytes, str | None]] = [
     (line(event_id="v2", schema_version=2), "unknown_schema_version"),
     (line(event_id="no-offset", occurred_at="2026-11-03T14:10:00"), "timestamp_without_offset"),
     (line(event_id="garbage-ts", occurred_at="yesterday at noon"), "timestamp_unparseable"),
-    (line(event_id="cache-over", cache_read_tokens=80, cache_write_tokens=30),
-     "cache_tokens_exceed_input"),  # fmt: skip
+    (
+        line(event_id="cache-over", cache_read_tokens=80, cache_write_tokens=30),
+        "cache_tokens_exceed_input",
+    ),  # fmt: skip
     (line(event_id="reason-over", reasoning_tokens=21), "reasoning_exceeds_output"),
     (line(event_id="next-hour", occurred_at="2026-11-03T15:10:00Z"), "timestamp_outside_partition"),
     (line(event_id="future", occurred_at="2026-11-03T14:50:00Z"), "timestamp_in_future"),
@@ -85,7 +91,9 @@ def corpus(tmp_path: Path) -> tuple[Path, Path]:
     gz_lines = [line(event_id="gz-1"), line(event_id="gz-2")]
     write_hour(landing, HOUR, "app-2.jsonl.gz", b"\n".join(gz_lines) + b"\n")
     # a writer still writing: its last line has no newline yet
-    write_hour(landing, HOUR, "app-3.jsonl", line(event_id="w-1") + b"\n" + line(event_id="w-2")[:40])
+    write_hour(
+        landing, HOUR, "app-3.jsonl", line(event_id="w-1") + b"\n" + line(event_id="w-2")[:40]
+    )
     return tmp_path / "warehouse.duckdb", landing
 
 
@@ -135,8 +143,11 @@ def test_details_say_what_was_wrong(corpus) -> None:
 def test_values_are_typed_and_defaulted(corpus) -> None:
     warehouse, landing = corpus
     load_window(warehouse, landing, HOUR, HOUR + timedelta(hours=1), now=NOW)
-    rows = query(warehouse, """select event_id, occurred_at, environment, status, attempt,
-        cache_read_tokens, feature, tags::varchar from raw.llm_calls order by event_id""")
+    rows = query(
+        warehouse,
+        """select event_id, occurred_at, environment, status, attempt,
+        cache_read_tokens, feature, tags::varchar from raw.llm_calls order by event_id""",
+    )
     by_id = {r[0]: r[1:] for r in rows}
     assert by_id["ok-offset"][0] == datetime(2026, 11, 3, 14, 30)  # stored in UTC
     assert by_id["ok-plain"][1:5] == ("production", "ok", 1, 0)
@@ -149,7 +160,9 @@ def test_values_are_typed_and_defaulted(corpus) -> None:
 def test_lines_reconcile_per_file(corpus) -> None:
     warehouse, landing = corpus
     load_window(warehouse, landing, HOUR, HOUR + timedelta(hours=1), now=NOW)
-    log = query(warehouse, "select source_file, lines, loaded, rejected, checksum from raw.load_log")
+    log = query(
+        warehouse, "select source_file, lines, loaded, rejected, checksum from raw.load_log"
+    )
     assert len(log) == 3
     for source_file, lines, loaded, rejected, checksum in log:
         assert lines == loaded + rejected
@@ -167,7 +180,9 @@ def test_reloading_replaces_the_partition(corpus) -> None:
     load_window(warehouse, landing, *window, now=NOW)
     snapshot = query(warehouse, "select * exclude (loaded_at) from raw.llm_calls order by all")
     load_window(warehouse, landing, *window, now=NOW)
-    assert query(warehouse, "select * exclude (loaded_at) from raw.llm_calls order by all") == snapshot
+    assert (
+        query(warehouse, "select * exclude (loaded_at) from raw.llm_calls order by all") == snapshot
+    )
     (landing / f"date={HOUR:%Y-%m-%d}" / f"hour={HOUR:%H}" / "app-1.jsonl").unlink()
     load_window(warehouse, landing, *window, now=NOW)
     assert query(warehouse, "select count(*) from raw.llm_calls") == [(3,)]
@@ -182,7 +197,9 @@ def test_other_hours_are_untouched(corpus) -> None:
                line(event_id="earlier", occurred_at="2026-11-03T13:30:00Z") + b"\n")  # fmt: skip
     load_window(warehouse, landing, other, HOUR + timedelta(hours=1), now=NOW)
     load_window(warehouse, landing, HOUR, HOUR + timedelta(hours=1), now=NOW)
-    assert query(warehouse, "select count(*) from raw.llm_calls where event_id = 'earlier'") == [(1,)]
+    assert query(warehouse, "select count(*) from raw.llm_calls where event_id = 'earlier'") == [
+        (1,)
+    ]
 
 
 CRASH_SCRIPT = """
@@ -208,7 +225,9 @@ def test_a_crash_mid_load_leaves_the_previous_state(corpus) -> None:
         capture_output=True,
     )
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
-    assert query(warehouse, "select * exclude (loaded_at) from raw.llm_calls order by all") == before
+    assert (
+        query(warehouse, "select * exclude (loaded_at) from raw.llm_calls order by all") == before
+    )
     load_window(warehouse, landing, *window, now=NOW)
     ids = [r[0] for r in query(warehouse, "select event_id from raw.llm_calls")]
     assert ids.count("late-1") == 1 and len(ids) == len(set(ids)) == len(before) + 1

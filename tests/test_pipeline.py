@@ -57,7 +57,7 @@ def test_the_range_is_one_run_and_every_hour_has_rows(warehouse) -> None:
     p, summary = warehouse
     runs = dg.DagsterInstance.get().get_runs(dg.RunsFilter(job_name="hourly_pipeline"))
     assert [r.run_id for r in runs] == [summary.run_id]
-    assert summary.materializations == 8  # ingest + 7 dbt models
+    assert summary.materializations == 18  # ingest + 7 models + 9 detectors + anomalies
     for name in MARTS:
         hours = query(p, f"select count(distinct hour_at), min(hour_at), max(hour_at) "
                          f"from marts.{name}")[0]  # fmt: skip
@@ -77,7 +77,9 @@ def _price_by_hand(landing: Path) -> dict[str, Decimal]:
         for text in path.open():
             e = json.loads(text)
             model = aliases.get((e["provider"], e["model"]), e["model"])
-            at = datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00")).replace(tzinfo=None)
+            at = datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00")).replace(
+                tzinfo=None
+            )
             (row,) = [
                 r for r in prices
                 if r["provider"] == e["provider"] and r["model"] == model
@@ -138,15 +140,21 @@ def test_a_changed_hour_changes_only_that_hour(warehouse) -> None:
         "feature": "smart-reply",
     }  # fmt: skip
     (folder / "late.jsonl").write_text(json.dumps(extra) + "\n")
-    before = query(p, "select hour_at, calls, cost_usd from marts.agg_hourly_feature_cost "
-                      "where feature = 'smart-reply' and environment = 'production' order by 1")
+    before = query(
+        p,
+        "select hour_at, calls, cost_usd from marts.agg_hourly_feature_cost "
+        "where feature = 'smart-reply' and environment = 'production' order by 1",
+    )
     try:
         assert materialize_range(p, hour, hour + timedelta(hours=1)).success
-        after = query(p, "select hour_at, calls, cost_usd from marts.agg_hourly_feature_cost "
-                         "where feature = 'smart-reply' and environment = 'production' order by 1")
+        after = query(
+            p,
+            "select hour_at, calls, cost_usd from marts.agg_hourly_feature_cost "
+            "where feature = 'smart-reply' and environment = 'production' order by 1",
+        )
         changed = [(b, a) for b, a in zip(before, after, strict=True) if b != a]
         assert len(changed) == 1
-        (old, new), = changed
+        ((old, new),) = changed
         assert new[0] == hour.replace(tzinfo=None) and new[1] == old[1] + 1
         assert new[2] - old[2] == Decimal("0.0075")  # 1000 × $2.50 + 500 × $10 per 1M
     finally:

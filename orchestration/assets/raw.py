@@ -1,10 +1,35 @@
-"""The ingest asset: landing files of an hour window → raw.llm_calls (+ quarantine, load log)."""
+"""The ingest asset: landing files of an hour window → raw.llm_calls (+ quarantine, load log),
+with its checks: lines reconcile, and the Great Expectations completeness suites."""
+
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from orchestration.ingest import connect, load_window
 from orchestration.project import HOURLY
+from orchestration.quality import SuiteOutcome, run_raw_suites
 from orchestration.resources import SpendwatchHome
+
+RAW_SUITES = {
+    "raw_llm_calls": "telemetry_completeness",
+    "raw_load_hours": "hours_complete",
+}
+
+
+def check_result(outcome: SuiteOutcome, check_name: str, asset_key=None) -> dg.AssetCheckResult:
+    """A GX suite outcome as a Dagster check: fails with ERROR when an error-level expectation
+    failed, WARN when only warn-level ones did."""
+    has_error = any(o.severity == "error" for o in outcome.failed)
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=check_name,
+        passed=not outcome.failed,
+        severity=dg.AssetCheckSeverity.ERROR if has_error else dg.AssetCheckSeverity.WARN,
+        metadata={
+            **{k: v for k, v in outcome.metadata().items() if k != "failures"},
+            "failures": dg.MetadataValue.json(outcome.metadata()["failures"]),
+        },
+    )
 
 
 @dg.asset(
@@ -13,13 +38,27 @@ from orchestration.resources import SpendwatchHome
     partitions_def=HOURLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"duckdb", "python"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "telemetry_completeness",
+            asset="raw_llm_calls",
+            description="GX suite expectations/raw_llm_calls.json: required fields present, "
+            "tokens non-negative and consistent, event_id unique.",
+        ),
+        dg.AssetCheckSpec(
+            "hours_complete",
+            asset="raw_llm_calls",
+            description="GX suite expectations/raw_load_hours.json: every hour of the window has "
+            "landing files, and at most 1 % of its lines were rejected.",
+        ),
+    ],
     description=(
         "Landing files (`landing/calls/date=/hour=/*.jsonl[.gz]`) loaded into raw.llm_calls; "
         "every line it cannot accept goes to raw.llm_calls_rejected with its reason. Re-running "
         "an hour replaces it in one transaction."
     ),
 )
-def raw_llm_calls(context: dg.AssetExecutionContext, spendwatch: SpendwatchHome) -> dg.MaterializeResult:
+def raw_llm_calls(context: dg.AssetExecutionContext, spendwatch: SpendwatchHome):
     window = context.partition_time_window
     p = spendwatch.paths()
     result = load_window(p.warehouse, p.landing, window.start, window.end)
@@ -27,7 +66,7 @@ def raw_llm_calls(context: dg.AssetExecutionContext, spendwatch: SpendwatchHome)
         f"{window.start:%Y-%m-%d %H:00} → {window.end:%Y-%m-%d %H:00}: {result.files} files, "
         f"{result.lines} lines, {result.loaded} loaded, {result.rejected} rejected"
     )
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "window_start": window.start.isoformat(),
             "window_end": window.end.isoformat(),
@@ -38,6 +77,8 @@ def raw_llm_calls(context: dg.AssetExecutionContext, spendwatch: SpendwatchHome)
             "rejected_by_reason": dg.MetadataValue.json(result.rejected_by_reason),
         }
     )
+    for outcome in run_raw_suites(p.warehouse, window.start, window.end, datetime.now(UTC)):
+        yield check_result(outcome, RAW_SUITES[outcome.suite])
 
 
 @dg.asset_check(
@@ -57,7 +98,10 @@ def lines_reconcile(spendwatch: SpendwatchHome) -> dg.AssetCheckResult:
                 union all
                 select source_file, 0, count(*) from raw.llm_calls_rejected group by 1
             ),
-            found as (select source_file, sum(n) as loaded, sum(r) as rejected from tables group by 1)
+            found as (
+                select source_file, sum(n) as loaded, sum(r) as rejected
+                from tables group by 1
+            )
             select log.source_file, log.lines, log.loaded, log.rejected,
                 coalesce(found.loaded, 0), coalesce(found.rejected, 0)
             from raw.load_log as log
@@ -68,7 +112,9 @@ def lines_reconcile(spendwatch: SpendwatchHome) -> dg.AssetCheckResult:
             limit 20
             """
         ).fetchall()
-        files, lines = con.execute("select count(*), coalesce(sum(lines), 0) from raw.load_log").fetchone()
+        files, lines = con.execute(
+            "select count(*), coalesce(sum(lines), 0) from raw.load_log"
+        ).fetchone()
     finally:
         con.close()
     return dg.AssetCheckResult(

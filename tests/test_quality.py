@@ -1,0 +1,163 @@
+"""Telemetry you can trust: GX suites as asset checks, failures as data_quality anomalies,
+late files picked up by the sensor."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from orchestration.ingest import load_window
+from orchestration.quality import run_raw_suites, validate
+from orchestration.resources import SpendwatchHome
+from orchestration.runner import materialize_range
+
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+START = NOW - timedelta(hours=6)
+
+
+def event(i: int, hour: datetime, **change) -> str:
+    data = {
+        "event_id": f"e-{hour:%d%H}-{i}",
+        "occurred_at": f"{hour:%Y-%m-%dT%H}:{i % 60:02d}:00Z",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "input_tokens": 1000 + i,
+        "output_tokens": 100,
+        "feature": "smart-reply",
+    }
+    data.update(change)
+    return json.dumps(data)
+
+
+def write(landing: Path, hour: datetime, name: str, lines: list[str]) -> Path:
+    folder = landing / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def query(warehouse: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_raw_suite_reports_counts_samples_and_hours() -> None:
+    hours = [datetime(2026, 1, 1, 0), datetime(2026, 1, 1, 1)]
+    frame = pd.DataFrame({
+        "partition_hour": [hours[0], hours[0], hours[1]],
+        "event_id": ["a", "a", "b"], "occurred_at": hours[:1] * 3, "provider": ["openai"] * 3,
+        "model": ["gpt-4o"] * 3, "feature": ["x", None, "x"], "status": ["ok", "ok", "maybe"],
+        "input_tokens": [10, 10, 10], "output_tokens": [5, 5, 5], "cache_read_tokens": [0, 0, 20],
+        "cache_write_tokens": [0, 0, 0], "reasoning_tokens": [0, 0, 0], "cache_tokens": [0, 0, 20],
+    })  # fmt: skip
+    outcome = validate("raw_llm_calls", "raw_llm_calls", frame, "partition_hour")
+    assert not outcome.passed
+    failed = {o.check_name: o for o in outcome.failed}
+    assert set(failed) == {
+        "expect_column_values_to_be_unique.event_id",
+        "expect_column_values_to_not_be_null.feature",
+        "expect_column_pair_values_a_to_be_greater_than_b.input_tokens.cache_tokens",
+        "expect_column_values_to_be_in_set.status",
+    }
+    assert failed["expect_column_values_to_be_unique.event_id"].unexpected_count == 2
+    assert failed["expect_column_values_to_be_unique.event_id"].failing_hours == [hours[0]]
+    assert failed["expect_column_values_to_be_in_set.status"].severity == "warn"
+    pair = failed["expect_column_pair_values_a_to_be_greater_than_b.input_tokens.cache_tokens"]
+    assert pair.failing_hours == [hours[1]] and pair.sample == [(10, 20)]
+    meta = outcome.metadata()
+    assert (meta["failed_error_level"], meta["failed_warn_level"]) == (3, 1)
+    json.dumps(meta)  # metadata must be plain JSON
+
+
+def test_gaps_and_rejects_fail_the_hours_suite(tmp_path: Path) -> None:
+    landing, warehouse = tmp_path / "landing", tmp_path / "warehouse.duckdb"
+    h0, h1, h2 = START, START + timedelta(hours=1), START + timedelta(hours=2)
+    write(landing, h0, "app.jsonl", [event(i, h0) for i in range(50)])
+    # h1: no file at all (a blind spot); h2: 3 of 53 lines broken (5.7 % rejected)
+    write(landing, h2, "app.jsonl", [event(i, h2) for i in range(50)] + ["{oops"] * 3)
+    load_window(warehouse, landing, h0, h2 + timedelta(hours=1), now=NOW)
+    outcomes = {o.suite: o for o in run_raw_suites(warehouse, h0, h2 + timedelta(hours=1), NOW)}
+    assert outcomes["raw_llm_calls"].passed
+    hours_suite = outcomes["raw_load_hours"]
+    failed = {o.check_name: o for o in hours_suite.failed}
+    assert failed["hours_contiguous"].failing_hours == [h1.replace(tzinfo=None)]
+    assert failed["rejected_share"].failing_hours == [h2.replace(tzinfo=None)]
+    rows = query(warehouse, """select check_name, partition_hour, passed, unexpected_count
+        from ops.check_results where suite = 'raw_load_hours' order by 1, 2""")  # fmt: skip
+    assert [(r[0], r[2]) for r in rows] == [
+        ("hours_contiguous", True), ("hours_contiguous", False), ("hours_contiguous", True),
+        ("rejected_share", True), ("rejected_share", True), ("rejected_share", False),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def loaded_home(home, dbt_manifest):
+    """Three recent hours materialized: a gap in the middle one, unpriced calls in the last."""
+    h0, h2 = START, START + timedelta(hours=2)  # nothing lands in the hour between
+    write(home.landing, h0, "app.jsonl", [event(i, h0) for i in range(40)])
+    unknown_model = [event(i, h2, model="gpt-9") for i in range(30, 40)]
+    write(home.landing, h2, "app.jsonl", [event(i, h2) for i in range(30)] + unknown_model)
+    assert materialize_range(home, h0, h2 + timedelta(hours=1)).success
+    return home
+
+
+def test_failed_checks_show_on_the_assets_and_become_anomalies(loaded_home) -> None:
+    instance = dg.DagsterInstance.get()
+    (run,) = instance.get_runs(dg.RunsFilter(job_name="hourly_pipeline"))
+    evaluations = {
+        e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data
+        for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    }
+    assert evaluations["telemetry_completeness"].passed
+    hours = evaluations["hours_complete"]
+    assert not hours.passed and hours.severity == dg.AssetCheckSeverity.ERROR
+    failures = hours.metadata["failures"].value
+    assert failures[0]["check"] == "hours_contiguous"
+    assert failures[0]["failing_hours"] == [f"{START + timedelta(hours=1):%Y-%m-%d %H:00}"]
+    priced = evaluations["priced_share"]
+    assert not priced.passed and priced.metadata["level"].value == "error"
+    found = query(loaded_home.warehouse, """select hour_at, metric, message from marts.anomalies
+        where detector = 'data_quality' order by hour_at, metric""")  # fmt: skip
+    assert [(r[0], r[1]) for r in found] == [
+        ((START + timedelta(hours=1)).replace(tzinfo=None), "raw_load_hours:hours_contiguous"),
+        ((START + timedelta(hours=2)).replace(tzinfo=None), "fct_llm_calls:priced_share"),
+    ]
+    assert "observed 0.75" in found[1][2]
+
+
+def test_late_file_is_picked_up_by_the_sensor(loaded_home) -> None:
+    from orchestration.sensors import late_landing_files
+
+    def tick():
+        context = dg.build_sensor_context(
+            instance=dg.DagsterInstance.get(), resources={"spendwatch": SpendwatchHome()}
+        )
+        return late_landing_files(context)
+
+    assert isinstance(tick(), dg.SkipReason)
+    late_hour = START + timedelta(hours=1)
+    write(loaded_home.landing, late_hour, "late.jsonl", [event(i, late_hour) for i in range(7)])
+    requests = tick()
+    assert [r.partition_key for r in requests] == [f"{late_hour:%Y-%m-%d-%H}:00"]
+    assert requests[0].run_key == tick()[0].run_key  # the same late file never runs twice
+    assert materialize_range(loaded_home, late_hour, late_hour + timedelta(hours=1)).success
+    calls = query(
+        loaded_home.warehouse,
+        "select calls from marts.agg_hourly_feature_cost where feature = 'smart-reply' "
+        f"and hour_at = '{late_hour.replace(tzinfo=None)}'",
+    )
+    assert calls == [(7,)]
+    assert isinstance(tick(), dg.SkipReason)
+    gaps = query(loaded_home.warehouse, "select count(*) from marts.anomalies "
+                 "where metric = 'raw_load_hours:hours_contiguous'")  # fmt: skip
+    assert gaps == [(0,)]  # the hour is complete now: its data_quality anomaly is gone
