@@ -1,4 +1,4 @@
-"""The `spendwatch` command: demo, generate, materialize, import-otel.
+"""The `spendwatch` command: demo, generate, materialize, prices, import-otel.
 
 Dagster and dbt are imported inside the commands that run them, so `spendwatch --help` and
 `import spendwatch` stay light.
@@ -127,6 +127,24 @@ def print_summary(p: Paths, start: datetime, end: datetime) -> None:
             for name, n, usd, per_call in rows:
                 table.add_row(name, f"{n:,}", f"{usd:,.2f}", f"{per_call or 0:.5f}")
             console.print(table)
+        incidents = con.execute(
+            """
+            select detector, max(severity), count(distinct incident_key), count(*),
+                sum(estimated_excess_cost_usd), arg_max(message, estimated_excess_cost_usd)
+            from marts.anomalies where hour_at >= ? and hour_at < ?
+            group by detector order by max(severity), 5 desc nulls last
+            """,
+            window,
+        ).fetchall()
+        table = Table(title="Anomalies found (marts.anomalies)", title_justify="left")
+        for column in ("detector", "worst", "incidents", "hours", "excess USD", "biggest"):
+            table.add_column(column, overflow="fold")
+        for detector, worst, n_incidents, hours, excess, message in incidents:
+            table.add_row(
+                detector, worst, str(n_incidents), str(hours),
+                f"{excess:,.2f}" if excess is not None else "-", message,
+            )  # fmt: skip
+        console.print(table)
     finally:
         con.close()
     console.print(
@@ -140,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spendwatch", description="LLM token-spend observability warehouse."
     )
-    parser.add_argument("--home", help="spendwatch home (default $SPENDWATCH_HOME or ./.spendwatch)")
+    parser.add_argument(
+        "--home", help="spendwatch home (default $SPENDWATCH_HOME or ./.spendwatch)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="generate 28 days of traffic, materialize it, summarise")
@@ -150,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     gen = sub.add_parser("generate", help="write synthetic call logs in the landing layout")
-    gen.add_argument("--start", type=_hour, required=True, help="first hour, ISO (UTC if no offset)")
+    gen.add_argument(
+        "--start", type=_hour, required=True, help="first hour, ISO (UTC if no offset)"
+    )
     gen.add_argument("--days", type=int, default=28)
     gen.add_argument("--calls-per-day", type=int, default=20_000)
     gen.add_argument("--seed", type=int, default=42)
@@ -165,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--end", type=_hour, help="end hour, exclusive (default: the current hour)")
     mat.set_defaults(func=cmd_materialize)
 
-    # parsed by spendwatch.otel itself (see main); listed here for --help
+    # parsed by their own modules (see main); listed here for --help
     sub.add_parser("import-otel", help="convert OTLP/JSON GenAI span exports into landing files")
+    sub.add_parser("prices", help="sync the price seed from genai-prices (prices sync --dry-run)")
     return parser
 
 
@@ -185,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "import-otel" in argv:
         return _import_otel(argv)
+    if argv[:1] == ["prices"]:
+        from spendwatch.prices import main_prices
+
+        return main_prices(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
