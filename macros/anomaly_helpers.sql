@@ -23,6 +23,13 @@ feature_thresholds as (
     coalesce(feature_thresholds.{{ column }}, default_thresholds.{{ column }})
 {%- endmacro %}
 
+{#- Rows whose baseline may raise an alert. A trailing baseline is computed and shown in the
+    marts, but it cannot tell a morning ramp or a Monday from a spike, so by default only the
+    seasonal kinds alert (var alerting_baseline_kinds). -#}
+{% macro alerting_baseline() -%}
+    baseline_kind in ({% for kind in var('alerting_baseline_kinds') %}'{{ kind }}'{% if not loop.last %}, {% endif %}{% endfor %})
+{%- endmacro %}
+
 {% macro runbook(detector) -%}
     'docs/runbooks/{{ detector }}.md'
 {%- endmacro %}

@@ -16,7 +16,8 @@ from rich.table import Table
 
 from spendwatch.config import Paths, paths
 
-console = Console()
+# wide enough for the tables when the output is a file or a pipe (rich assumes 80 columns)
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def _hour(text: str) -> datetime:
@@ -129,10 +130,12 @@ def print_summary(p: Paths, start: datetime, end: datetime) -> None:
             console.print(table)
         incidents = con.execute(
             """
-            select detector, max(severity), count(distinct incident_key), count(*),
+            select detector,
+                max_by(severity, case severity when 'critical' then 2 else 1 end) as worst,
+                count(distinct incident_key), count(*),
                 sum(estimated_excess_cost_usd), arg_max(message, estimated_excess_cost_usd)
             from marts.anomalies where hour_at >= ? and hour_at < ?
-            group by detector order by max(severity), 5 desc nulls last
+            group by detector order by worst, 5 desc nulls last
             """,
             window,
         ).fetchall()

@@ -22,7 +22,7 @@ from spendwatch.generator import default_incidents, generate
 REPO = Path(__file__).resolve().parents[1]
 DAYS = 28
 CALLS_PER_DAY = 20_000  # the demo's volume
-END = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday
+END = datetime(2026, 11, 26, 21, tzinfo=UTC)  # a Thursday evening, as a demo run might end
 START = END - timedelta(days=DAYS)
 
 
@@ -131,12 +131,16 @@ def test_clean_traffic_raises_at_most_one_warning_per_feature_week(clean: Path) 
 
 
 def test_seasonal_baseline_is_what_keeps_weekday_peaks_quiet(clean: Path, tmp_path: Path) -> None:
-    """Weekday peaks are ~3× Sunday's: a trailing baseline alone cries wolf every Monday."""
+    """Weekday peaks are ~3× Sunday's: a trailing 24-hour baseline alone cries wolf every
+    weekday morning and every Monday."""
     seasonal = query(clean, "select count(*) from marts.anomalies where detector = 'volume_spike'")
     trailing_home = tmp_path / "trailing"
     trailing_home.mkdir()
     shutil.copy(clean / "warehouse.duckdb", trailing_home / "warehouse.duckdb")
-    trailing_only = '{"force_baseline_kind": "trailing"}'
+    trailing_only = json.dumps({
+        "force_baseline_kind": "trailing", "trailing_hours": 24, "min_trailing_points": 12,
+        "alerting_baseline_kinds": ["trailing"],
+    })  # fmt: skip
     dbt(trailing_home, "build", "--select", "agg_hourly_feature_cost+", "--full-refresh",
         "--exclude", "resource_type:unit_test", "--vars", trailing_only)  # fmt: skip
     trailing = query(trailing_home, """

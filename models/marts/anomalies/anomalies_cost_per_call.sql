@@ -1,7 +1,7 @@
 -- Each call costs much more than it usually does (prompt bloat, longer outputs, a pricier mix).
 with hourly as (
     select * from {{ ref('agg_hourly_feature_cost') }}
-    where baseline_kind <> 'warming_up'
+    where {{ alerting_baseline() }}
 ),
 
 {{ detector_thresholds('cost_per_call') }},

@@ -1,7 +1,7 @@
 -- The hour's spend is far above its baseline (z-score), whatever the cause.
 with hourly as (
     select * from {{ ref('agg_hourly_feature_cost') }}
-    where baseline_kind <> 'warming_up'
+    where {{ alerting_baseline() }}
 ),
 
 {{ detector_thresholds('cost_spike') }},

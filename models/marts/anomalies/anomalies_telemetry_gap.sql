@@ -62,7 +62,7 @@ final as (
         {{ runbook('telemetry_gap') }} as runbook
     from scored
     where calls = 0
-        and baseline_kind <> 'warming_up'
+        and {{ alerting_baseline() }}
         and calls_baseline >= min_expected_calls
         and silent_hours_in_a_row >= warning_threshold
 )

@@ -2,7 +2,7 @@
 -- Fires when value >= warning × baseline, z >= min_z and calls >= min_calls.
 with hourly as (
     select * from {{ ref('agg_hourly_feature_cost') }}
-    where baseline_kind <> 'warming_up'
+    where {{ alerting_baseline() }}
 ),
 
 {{ detector_thresholds('volume_spike') }},
