@@ -23,6 +23,13 @@ feature_thresholds as (
     coalesce(feature_thresholds.{{ column }}, default_thresholds.{{ column }})
 {%- endmacro %}
 
+{#- the resolved thresholds as columns: threshold_columns(['warning_threshold', 'min_calls']) -#}
+{% macro threshold_columns(columns) -%}
+    {%- for column in columns %}
+        {{ threshold(column) }} as {{ column }}{% if not loop.last %},{% endif %}
+    {%- endfor %}
+{%- endmacro %}
+
 {#- Rows whose baseline may raise an alert. A trailing baseline is computed and shown in the
     marts, but it cannot tell a morning ramp or a Monday from a spike, so by default only the
     seasonal kinds alert (var alerting_baseline_kinds). -#}

@@ -12,8 +12,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import pytest
+from helpers import query as warehouse_query
 
 from orchestration.ingest import load_window
 from orchestration.resources import dbt_executable
@@ -47,11 +47,7 @@ def dbt(home: Path, *args: str) -> None:
 
 
 def query(home: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+    return warehouse_query(home / "warehouse.duckdb", sql)
 
 
 @pytest.fixture(scope="module")

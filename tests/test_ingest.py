@@ -10,8 +10,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import pytest
+from helpers import query
 
 from orchestration.ingest import MAX_LINE_BYTES, load_window
 
@@ -95,14 +95,6 @@ def corpus(tmp_path: Path) -> tuple[Path, Path]:
         landing, HOUR, "app-3.jsonl", line(event_id="w-1") + b"\n" + line(event_id="w-2")[:40]
     )
     return tmp_path / "warehouse.duckdb", landing
-
-
-def query(warehouse: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_each_bad_line_is_quarantined_with_its_reason(corpus) -> None:

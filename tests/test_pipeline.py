@@ -10,8 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
+from helpers import query as warehouse_query
 
 from orchestration.runner import materialize_range
 from spendwatch.config import export_environment, paths
@@ -20,7 +20,7 @@ from spendwatch.generator import generate
 REPO = Path(__file__).resolve().parents[1]
 START = datetime(2026, 11, 2, tzinfo=UTC)
 END = START + timedelta(days=2)
-MARTS = ("fct_llm_calls", "agg_hourly_feature_cost", "agg_hourly_model_cost")
+MARTS = ("fct_llm_calls", "agg_hourly_feature_cost", "agg_hourly_model_cost", "anomalies")
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +38,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory, dbt_manifest: Path):
 
 
 def query(p, sql: str, params=None) -> list[tuple]:
-    con = duckdb.connect(str(p.warehouse), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
+    return warehouse_query(p.warehouse, sql, params)
 
 
 def mart_digests(p) -> dict[str, tuple]:

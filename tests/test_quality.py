@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pandas as pd
 import pytest
+from helpers import query
 
 from orchestration.ingest import load_window
 from orchestration.quality import run_raw_suites, validate
@@ -41,14 +41,6 @@ def write(landing: Path, hour: datetime, name: str, lines: list[str]) -> Path:
     path = folder / name
     path.write_text("".join(line + "\n" for line in lines))
     return path
-
-
-def query(warehouse: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_raw_suite_reports_counts_samples_and_hours() -> None:

@@ -56,9 +56,7 @@ scored as (
         cast(spend_to_date_usd as double) / hours_elapsed * hours_in_month as projected_usd,
         cast(spend_to_date_usd as double) / hours_elapsed * hours_in_month
             / nullif(monthly_budget_usd, 0) as budget_ratio,
-        {{ threshold('warning_threshold') }} as warning_threshold,
-        {{ threshold('critical_threshold') }} as critical_threshold,
-        {{ threshold('min_history_hours') }} as min_history_hours
+        {{ threshold_columns(['warning_threshold', 'critical_threshold', 'min_history_hours']) }}
     from projected
     {{ join_thresholds("case when projected.scope = 'feature' then projected.name end") }}
 ),

@@ -14,9 +14,7 @@ caching_features as (
 scored as (
     select
         hourly.*,
-        {{ threshold('warning_threshold') }} as warning_threshold,
-        {{ threshold('critical_threshold') }} as critical_threshold,
-        {{ threshold('min_calls') }} as min_calls
+        {{ threshold_columns(['warning_threshold', 'critical_threshold', 'min_calls']) }}
     from hourly
     inner join caching_features on caching_features.feature = hourly.feature
     {{ join_thresholds('hourly.feature') }}

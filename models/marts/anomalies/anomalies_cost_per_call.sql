@@ -9,10 +9,7 @@ with hourly as (
 scored as (
     select
         hourly.*,
-        {{ threshold('warning_threshold') }} as warning_threshold,
-        {{ threshold('critical_threshold') }} as critical_threshold,
-        {{ threshold('min_calls') }} as min_calls,
-        {{ threshold('min_z') }} as min_z,
+        {{ threshold_columns(['warning_threshold', 'critical_threshold', 'min_calls', 'min_z']) }},
         cost_per_call_usd / nullif(cost_per_call_usd_baseline, 0) as ratio
     from hourly
     {{ join_thresholds('hourly.feature') }}

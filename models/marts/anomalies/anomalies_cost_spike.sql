@@ -9,9 +9,7 @@ with hourly as (
 scored as (
     select
         hourly.*,
-        {{ threshold('warning_threshold') }} as warning_threshold,
-        {{ threshold('critical_threshold') }} as critical_threshold,
-        {{ threshold('min_cost_usd') }} as min_cost_usd
+        {{ threshold_columns(['warning_threshold', 'critical_threshold', 'min_cost_usd']) }}
     from hourly
     {{ join_thresholds('hourly.feature') }}
 ),

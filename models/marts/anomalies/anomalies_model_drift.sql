@@ -60,8 +60,7 @@ scored as (
         feature_hours.feature_calls,
         feature_hours.cost_per_call_usd_baseline,
         current_prices.list_price / nullif(allowed_price.list_price, 0) as price_ratio,
-        {{ threshold('critical_threshold') }} as critical_threshold,
-        {{ threshold('min_calls') }} as min_calls
+        {{ threshold_columns(['critical_threshold', 'min_calls']) }}
     from unexpected
     left join current_prices
         on current_prices.provider = unexpected.provider

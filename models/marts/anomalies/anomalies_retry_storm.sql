@@ -8,9 +8,7 @@ with hourly as (
 scored as (
     select
         hourly.*,
-        {{ threshold('warning_threshold') }} as warning_threshold,
-        {{ threshold('critical_threshold') }} as critical_threshold,
-        {{ threshold('min_calls') }} as min_calls
+        {{ threshold_columns(['warning_threshold', 'critical_threshold', 'min_calls']) }}
     from hourly
     {{ join_thresholds('hourly.feature') }}
 ),

@@ -31,8 +31,7 @@ streaks as (
 scored as (
     select
         streaks.*,
-        {{ threshold('warning_threshold') }} as warning_threshold,
-        {{ threshold('critical_threshold') }} as critical_threshold,
+        {{ threshold_columns(['warning_threshold', 'critical_threshold']) }},
         {{ threshold('min_calls') }} as min_expected_calls
     from streaks
     {{ join_thresholds('streaks.feature') }}

@@ -10,10 +10,9 @@ with hourly as (
 scored as (
     select
         hourly.*,
-        {{ threshold('warning_threshold') }} as warning_threshold,
-        {{ threshold('critical_threshold') }} as critical_threshold,
+        {{ threshold_columns(['warning_threshold', 'critical_threshold']) }},
         calls >= {{ threshold('min_calls') }} as has_volume,
-        {{ threshold('min_z') }} as min_z,
+        {{ threshold_columns(['min_z']) }},
         calls / nullif(calls_baseline, 0) as calls_ratio,
         total_tokens / nullif(total_tokens_baseline, 0) as tokens_ratio
     from hourly
