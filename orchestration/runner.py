@@ -9,12 +9,14 @@ assets through Dagster's partition-range tags (`BackfillPolicy.single_run()`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -58,6 +60,24 @@ def _files(path):
     return [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
 
 
+@contextlib.contextmanager
+def _redirected(log):
+    """dbt's output (dagster-dbt echoes it) and library warnings go to the run's log file; the
+    terminal keeps the progress bar and the summary. Nothing is lost: the run's events are in
+    the Dagster instance and the log file is named in the summary."""
+    with (
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("default")
+        logging.captureWarnings(True)
+        try:
+            yield
+        finally:
+            logging.captureWarnings(False)
+
+
 def partition_key(at: datetime) -> str:
     return f"{at:%Y-%m-%d-%H:%M}"
 
@@ -86,7 +106,9 @@ def materialize_range(
     prepare_manifest()
     import dagster as dg
 
-    from orchestration.definitions import defs
+    with warnings.catch_warnings():  # Dagster flags backfill_policy as beta at definition time
+        warnings.filterwarnings("ignore", message=".*is currently in beta.*")
+        from orchestration.definitions import defs
 
     # bound to the real stdout now: while the run executes, stdout goes to the run's log file
     is_terminal = (console or Console()).is_terminal
@@ -97,7 +119,7 @@ def materialize_range(
     hours = int((end - start) / timedelta(hours=1))
     began = time.monotonic()
 
-    with (log_dir / "reference-data.log").open("w") as log, contextlib.redirect_stdout(log):
+    with (log_dir / "reference-data.log").open("w") as log, _redirected(log):
         seeds = defs.resolve_job_def("reference_data").execute_in_process(
             instance=instance, run_config=QUIET
         )
@@ -140,7 +162,7 @@ def materialize_range(
         log_path = log_dir / f"run-{run_id}.log"
         try:
             # dbt's own output (dagster-dbt echoes it to stdout) goes to the run's log file
-            with log_path.open("w") as log, contextlib.redirect_stdout(log):
+            with log_path.open("w") as log, _redirected(log):
                 result = job.execute_in_process(
                     instance=instance,
                     tags=tags,

@@ -60,7 +60,8 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     state = "[green]succeeded[/]" if summary.success else "[red]FAILED[/]"
     console.print(
         f"run {summary.run_id} {state}: {summary.hours} hours, {summary.materializations} assets "
-        f"in {summary.seconds:.1f} s (Dagster instance: {p.dagster_home})"
+        f"in {summary.seconds:.1f} s (Dagster instance: {p.dagster_home}; dbt output: "
+        f"{summary.log_path})"
     )
     return 0 if summary.success else 1
 
@@ -84,9 +85,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print("2. materializing ingest + dbt marts for the whole range as one Dagster run")
     summary = materialize_range(p, start, end, console)
     if not summary.success:
-        console.print(f"[red]run {summary.run_id} failed[/]: open `make ui` to see why")
+        console.print(
+            f"[red]run {summary.run_id} failed[/]: see {summary.log_path} or open `make ui`"
+        )
         return 1
-    console.print(f"   run {summary.run_id} succeeded in {summary.seconds:.1f} s")
+    console.print(
+        f"   run {summary.run_id} succeeded in {summary.seconds:.1f} s (dbt output: "
+        f"{summary.log_path})"
+    )
     print_summary(p, start, end)
     console.print(f"demo finished in {time.monotonic() - began:.0f} s")
     return 0
