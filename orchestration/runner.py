@@ -124,7 +124,9 @@ def materialize_range(
             instance=instance, run_config=QUIET
         )
     if not seeds.success:
-        return RunSummary(seeds.run_id, False, time.monotonic() - began, hours, 0)
+        return RunSummary(
+            seeds.run_id, False, time.monotonic() - began, hours, 0, log_dir / "reference-data.log"
+        )
 
     job = defs.resolve_job_def("hourly_pipeline")
     expected = len(job.asset_layer.executable_asset_keys)
