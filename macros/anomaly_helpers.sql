@@ -119,6 +119,16 @@ feature_thresholds as (
     md5({% for part in parts %}coalesce(cast({{ part }} as varchar), ''){% if not loop.last %} || '|' || {% endif %}{% endfor %})
 {%- endmacro %}
 
+{#- metric, observed_value, baseline_value, stddev_value, z_score of an anomaly row, for a
+    metric scored in the hourly marts (its `<m>_baseline`, `<m>_stddev`, `<m>_z` columns) -#}
+{% macro baselined_metric(metric) -%}
+        '{{ metric }}' as metric,
+        cast({{ metric }} as double) as observed_value,
+        {{ metric }}_baseline as baseline_value,
+        {{ metric }}_stddev as stddev_value,
+        {{ metric }}_z as z_score
+{%- endmacro %}
+
 {#- The columns every detector model returns, in order (marts.anomalies adds the ids). -#}
 {% macro anomaly_columns() -%}
     {{ return(['hour_at', 'detector', 'severity', 'feature', 'environment', 'model', 'team_id',

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,9 +50,6 @@ from spendwatch.schema import FIELD_DEFAULTS, REQUIRED_FIELDS, SCHEMA_VERSION, W
 MAX_LINE_BYTES = 64 * 1024
 MAX_STORED_LINE_CHARS = 4096
 FUTURE_TOLERANCE = timedelta(minutes=10)
-_PARTITION_RE = re.compile(r"date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})$")
-
-_SQL_TYPES = {"JSON": "JSON", "TIMESTAMP": "TIMESTAMP"}
 
 DDL = f"""
 create schema if not exists raw;
@@ -61,7 +57,7 @@ create table if not exists raw.llm_calls (
     partition_hour timestamp not null,
     source_file varchar not null,
     line_number bigint not null,
-    {", ".join(f"{name} {_SQL_TYPES.get(t, t)}" for name, t in WAREHOUSE_COLUMNS.items())},
+    {", ".join(f"{name} {t}" for name, t in WAREHOUSE_COLUMNS.items())},
     loaded_at timestamp not null
 );
 create table if not exists raw.llm_calls_rejected (
@@ -116,14 +112,6 @@ def landing_files(landing: Path, start: datetime, end: datetime) -> list[tuple[d
             files = [p for p in folder.iterdir() if p.name.endswith((".jsonl", ".jsonl.gz"))]
             found.extend((hour, p) for p in sorted(files))
     return found
-
-
-def partition_of(path: Path) -> datetime | None:
-    """The UTC hour a landing file belongs to, from its `date=/hour=` folders."""
-    match = _PARTITION_RE.search(path.parent.as_posix())
-    if not match:
-        return None
-    return datetime.fromisoformat(f"{match[1]}T{match[2]}:00:00+00:00")
 
 
 def _read_lines(path: Path) -> tuple[bytes, list[tuple[str, str | None]]]:

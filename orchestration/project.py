@@ -9,6 +9,10 @@ from dagster_dbt import DbtProject
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
+#: Run tags with which Dagster runs a partition range as one run (single-run backfills).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
 #: One partition per UTC hour of call time. History before 2024 is not priced anyway.
 HOURLY = dg.HourlyPartitionsDefinition(start_date="2024-01-01-00:00", timezone="UTC")
 

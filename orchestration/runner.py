@@ -17,7 +17,6 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,13 +24,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from orchestration.project import RANGE_END_TAG, RANGE_START_TAG
 from spendwatch.config import Paths, export_environment
 
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 # The run's events are in the instance (and `make ui`); the terminal gets the progress bar.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-_WATCHED = ("models", "macros", "seeds", "dbt_project.yml", "profiles.yml")
+_WATCHED = ("models", "macros", "seeds", "tests/dbt", "dbt_project.yml", "profiles.yml")
 
 
 def prepare_manifest() -> None:
@@ -97,7 +95,6 @@ def materialize_range(
     start: datetime,
     end: datetime,
     console: Console | None = None,
-    on_event: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Ingest + dbt for every hour in [start, end) as one run; seeds first."""
     if end <= start:
@@ -141,8 +138,8 @@ def materialize_range(
 
     def watch(progress: Progress, task) -> None:
         while not done.wait(0.5):
-            _update(instance, run_id, progress, task, seen, on_event)
-        _update(instance, run_id, progress, task, seen, on_event)
+            _update(instance, run_id, progress, task, seen)
+        _update(instance, run_id, progress, task, seen)
 
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -178,7 +175,7 @@ def materialize_range(
     return RunSummary(run_id, result.success, time.monotonic() - began, hours, len(seen), log_path)
 
 
-def _update(instance, run_id, progress, task, seen, on_event) -> None:
+def _update(instance, run_id, progress, task, seen) -> None:
     from dagster import DagsterEventType
 
     try:
@@ -190,5 +187,3 @@ def _update(instance, run_id, progress, task, seen, on_event) -> None:
         if key not in seen:
             seen.add(key)
             progress.update(task, completed=len(seen), last=key)
-            if on_event:
-                on_event(key)

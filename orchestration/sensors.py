@@ -15,13 +15,13 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from orchestration.assets.dbt import INGEST_ASSET
 from orchestration.ingest import landing_files
 from orchestration.jobs import hourly_pipeline
 from orchestration.project import HOURLY
 from orchestration.resources import SpendwatchHome
 
 LOOKBACK_DAYS = 7
-INGEST_ASSET = dg.AssetKey("raw_llm_calls")
 
 
 def _checksum(path: Path) -> str:

@@ -36,10 +36,6 @@ class Paths:
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
-    @property
-    def reports(self) -> Path:
-        return self.home / "reports"
-
     def partition_dir(self, hour_start) -> Path:
         """Landing folder of one UTC hour: `date=YYYY-MM-DD/hour=HH`."""
         return self.landing / f"date={hour_start:%Y-%m-%d}" / f"hour={hour_start:%H}"

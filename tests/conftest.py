@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import isolated_home
 
-from spendwatch.config import Paths, export_environment, paths
+from spendwatch.config import Paths
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,10 +29,7 @@ def dbt_manifest() -> Path:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
+def home(tmp_path: Path) -> Iterator[Paths]:
     """A fresh SPENDWATCH_HOME (and DAGSTER_HOME inside it) for one test."""
-    p = paths(tmp_path / "home")
-    monkeypatch.setenv("SPENDWATCH_HOME", str(p.home))
-    monkeypatch.setenv("DAGSTER_HOME", str(p.dagster_home))
-    export_environment(p)
-    return p
+    with isolated_home(tmp_path / "home") as p:
+        yield p

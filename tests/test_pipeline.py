@@ -11,10 +11,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from helpers import isolated_home
 from helpers import query as warehouse_query
 
 from orchestration.runner import materialize_range
-from spendwatch.config import export_environment, paths
 from spendwatch.generator import generate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,16 +26,11 @@ MARTS = (*HOURLY_MARTS, "anomalies")
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory, dbt_manifest: Path):
-    p = paths(tmp_path_factory.mktemp("e2e") / "home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SPENDWATCH_HOME", str(p.home))
-    mp.setenv("DAGSTER_HOME", str(p.dagster_home))
-    export_environment(p)
-    generate(p.landing, START, 2, 2500, seed=11)
-    summary = materialize_range(p, START, END)
-    assert summary.success
-    yield p, summary
-    mp.undo()
+    with isolated_home(tmp_path_factory.mktemp("e2e") / "home") as p:
+        generate(p.landing, START, 2, 2500, seed=11)
+        summary = materialize_range(p, START, END)
+        assert summary.success
+        yield p, summary
 
 
 def query(p, sql: str, params=None) -> list[tuple]:

@@ -45,10 +45,10 @@ from pathlib import Path
 import duckdb
 import genai_prices
 import pytest
+from helpers import isolated_home
 
 from orchestration.resources import dbt_executable
 from orchestration.runner import materialize_range
-from spendwatch.config import export_environment, paths
 from spendwatch.prices import (
     DEFAULT_SEED,
     GenaiPrices,
@@ -284,32 +284,27 @@ def write_landing(p, hour: datetime, calls: list[Call]) -> None:
 @pytest.fixture(scope="module")
 def priced(tmp_path_factory: pytest.TempPathFactory, dbt_manifest: Path):
     """(calls by event_id, fct_llm_calls rows by event_id, the spendwatch paths)."""
-    p = paths(tmp_path_factory.mktemp("prices") / "home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SPENDWATCH_HOME", str(p.home))
-    mp.setenv("DAGSTER_HOME", str(p.dagster_home))
-    export_environment(p)
-    seeds, rng = Seeds(), random.Random(20261126)
-    calls: dict[str, Call] = {}
-    for index, hour in enumerate(HOURS):
-        count = RANDOM_CALLS // len(HOURS) + (index < RANDOM_CALLS % len(HOURS))
-        batch = random_calls(seeds, hour, count, rng)
-        write_landing(p, hour, batch)
-        calls.update((call.event_id, call) for call in batch)
-    for start, hours in WINDOWS:
-        assert materialize_range(p, start, start + timedelta(hours=hours)).success
-    con = duckdb.connect(str(p.warehouse), read_only=True)
-    try:
-        cursor = con.execute(
-            "select event_id, canonical_model, price_id, is_priced, is_long_context, cost_usd "
-            "from marts.fct_llm_calls"
-        )
-        names = [d[0] for d in cursor.description]
-        rows = {r[0]: dict(zip(names, r, strict=True)) for r in cursor.fetchall()}
-    finally:
-        con.close()
-    yield calls, rows, p
-    mp.undo()
+    with isolated_home(tmp_path_factory.mktemp("prices") / "home") as p:
+        seeds, rng = Seeds(), random.Random(20261126)
+        calls: dict[str, Call] = {}
+        for index, hour in enumerate(HOURS):
+            count = RANDOM_CALLS // len(HOURS) + (index < RANDOM_CALLS % len(HOURS))
+            batch = random_calls(seeds, hour, count, rng)
+            write_landing(p, hour, batch)
+            calls.update((call.event_id, call) for call in batch)
+        for start, hours in WINDOWS:
+            assert materialize_range(p, start, start + timedelta(hours=hours)).success
+        con = duckdb.connect(str(p.warehouse), read_only=True)
+        try:
+            cursor = con.execute(
+                "select event_id, canonical_model, price_id, is_priced, is_long_context, cost_usd "
+                "from marts.fct_llm_calls"
+            )
+            names = [d[0] for d in cursor.description]
+            rows = {r[0]: dict(zip(names, r, strict=True)) for r in cursor.fetchall()}
+        finally:
+            con.close()
+        yield calls, rows, p
 
 
 # ----------------------------------------------------------------------------- the tests

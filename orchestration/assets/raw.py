@@ -16,18 +16,26 @@ RAW_SUITES = {
 }
 
 
-def check_result(outcome: SuiteOutcome, check_name: str, asset_key=None) -> dg.AssetCheckResult:
+def check_result(
+    outcome: SuiteOutcome, check_name: str, asset_key=None, never_blocks: bool = False
+) -> dg.AssetCheckResult:
     """A GX suite outcome as a Dagster check: fails with ERROR when an error-level expectation
-    failed, WARN when only warn-level ones did."""
+    failed, WARN when only warn-level ones did. `never_blocks` reports WARN either way (for a
+    blocking check whose downstream must run regardless); `level` in the metadata keeps the
+    suite's own verdict."""
     has_error = any(o.severity == "error" for o in outcome.failed)
+    metadata = outcome.metadata()
     return dg.AssetCheckResult(
         asset_key=asset_key,
         check_name=check_name,
         passed=not outcome.failed,
-        severity=dg.AssetCheckSeverity.ERROR if has_error else dg.AssetCheckSeverity.WARN,
+        severity=dg.AssetCheckSeverity.ERROR
+        if has_error and not never_blocks
+        else dg.AssetCheckSeverity.WARN,
         metadata={
-            **{k: v for k, v in outcome.metadata().items() if k != "failures"},
-            "failures": dg.MetadataValue.json(outcome.metadata()["failures"]),
+            **{k: v for k, v in metadata.items() if k != "failures"},
+            "failures": dg.MetadataValue.json(metadata["failures"]),
+            "level": "error" if has_error else ("warn" if outcome.failed else "ok"),
         },
     )
 

@@ -30,11 +30,7 @@ final as (
         environment,
         cast(null as varchar) as model,
         cast(null as varchar) as team_id,
-        'cache_hit_rate' as metric,
-        cache_hit_rate as observed_value,
-        cache_hit_rate_baseline as baseline_value,
-        cache_hit_rate_stddev as stddev_value,
-        cache_hit_rate_z as z_score,
+        {{ baselined_metric('cache_hit_rate') }},
         cache_hit_rate / nullif(cache_hit_rate_baseline, 0) as ratio_to_baseline,
         {{ money('cost_usd - calls * cost_per_call_usd_baseline') }} as estimated_excess_cost_usd,
         feature || '/' || environment || ': ' || {{ format_decimal('100 * cache_hit_rate', 0) }}

@@ -24,11 +24,7 @@ final as (
         environment,
         cast(null as varchar) as model,
         cast(null as varchar) as team_id,
-        'cost_per_call_usd' as metric,
-        cast(cost_per_call_usd as double) as observed_value,
-        cost_per_call_usd_baseline as baseline_value,
-        cost_per_call_usd_stddev as stddev_value,
-        cost_per_call_usd_z as z_score,
+        {{ baselined_metric('cost_per_call_usd') }},
         ratio as ratio_to_baseline,
         {{ money('(cost_per_call_usd - cost_per_call_usd_baseline) * priced_calls') }}
             as estimated_excess_cost_usd,

@@ -23,11 +23,7 @@ final as (
         environment,
         cast(null as varchar) as model,
         cast(null as varchar) as team_id,
-        'cost_usd' as metric,
-        cast(cost_usd as double) as observed_value,
-        cost_usd_baseline as baseline_value,
-        cost_usd_stddev as stddev_value,
-        cost_usd_z as z_score,
+        {{ baselined_metric('cost_usd') }},
         cost_usd / nullif(cost_usd_baseline, 0) as ratio_to_baseline,
         {{ money('cost_usd - cost_usd_baseline') }} as estimated_excess_cost_usd,
         feature || '/' || environment || ': ' || {{ format_usd('cost_usd') }} || ' spent in '

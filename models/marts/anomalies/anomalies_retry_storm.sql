@@ -22,11 +22,7 @@ final as (
         environment,
         cast(null as varchar) as model,
         cast(null as varchar) as team_id,
-        'retry_rate' as metric,
-        retry_rate as observed_value,
-        retry_rate_baseline as baseline_value,
-        retry_rate_stddev as stddev_value,
-        retry_rate_z as z_score,
+        {{ baselined_metric('retry_rate') }},
         retry_rate / nullif(retry_rate_baseline, 0) as ratio_to_baseline,
         {{ money('(retry_calls - calls * coalesce(retry_rate_baseline, 0)) * coalesce(cost_per_call_usd, 0)') }}
             as estimated_excess_cost_usd,

@@ -47,11 +47,7 @@ final as (
         environment,
         cast(null as varchar) as model,
         cast(null as varchar) as team_id,
-        'calls' as metric,
-        cast(calls as double) as observed_value,
-        calls_baseline as baseline_value,
-        calls_stddev as stddev_value,
-        calls_z as z_score,
+        {{ baselined_metric('calls') }},
         cast(0 as double) as ratio_to_baseline,
         cast(null as decimal(38, 15)) as estimated_excess_cost_usd,
         feature || '/' || environment || ': no calls reported in ' || {{ hour_label('hour_at') }}
