@@ -37,12 +37,15 @@ def _current_hour() -> datetime:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from spendwatch.generator import generate, load_incidents
+    from spendwatch.generator import TrafficModel, generate, load_incidents
 
     out = args.out or paths(args.home).landing
     incidents = load_incidents(args.incidents, args.start, args.days)
+    traffic = TrafficModel.smooth() if args.traffic == "smooth" else TrafficModel()
     began = time.monotonic()
-    result = generate(out, args.start, args.days, args.calls_per_day, args.seed, incidents)
+    result = generate(
+        out, args.start, args.days, args.calls_per_day, args.seed, incidents, traffic=traffic
+    )
     console.print(
         f"wrote [bold]{result.calls:,}[/] calls in {result.files:,} hourly files to {result.out} "
         f"({time.monotonic() - began:.1f} s); {len(result.incidents)} incidents in "
@@ -187,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument(
         "--incidents", default="default", help="default | none | path of a JSON list of incidents"
+    )
+    gen.add_argument(
+        "--traffic",
+        choices=["real-shape", "smooth"],
+        default="real-shape",
+        help="real-shape: the irregularities of real request streams (default); smooth: Poisson "
+        "noise around the seasonal curve",
     )
     gen.add_argument("--out", help="landing folder (default $SPENDWATCH_HOME/landing/calls)")
     gen.set_defaults(func=cmd_generate)

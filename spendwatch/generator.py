@@ -1,15 +1,21 @@
-"""Synthetic LLM traffic: realistic, seasonal, deterministic for a seed, with known incidents.
+"""Synthetic LLM traffic: shaped like real traffic, deterministic for a seed, with known incidents.
 
 `generate()` draws every call of the requested window with numpy (vectorised, no per-call
 Python loop) and lets DuckDB write the landing layout of DESIGN.md in one `COPY`:
 `<out>/date=YYYY-MM-DD/hour=HH/generator-0.jsonl`, one file per UTC hour. Injected incidents
 are written to `<out>/incidents.json` (the ground truth the detector tests check against).
 
-Traffic model: per (hour, feature, environment) the expected call count is
-`calls_per_day × feature share × environment share × hour-of-day × day-of-week`, normalised so a
-week averages `calls_per_day`; the count is Poisson. Each call draws a model from the feature's
-mix (sometimes under a dated snapshot name), log-normal input/output tokens, prompt-cache reads
-(and Anthropic cache writes) on the features that cache, retries and errors.
+Volume: per (hour, feature, environment) the expected call count is `calls_per_day × feature
+share × environment share × hour-of-day × day-of-week`, normalised so a week averages
+`calls_per_day`, times what real traffic adds to a smooth curve (`TrafficModel`, calibrated
+against the real traces in `../shared/data/traffic`: overdispersed and autocorrelated hours,
+day-to-day level changes, a trend, overnight level shifts, one-hour bursts and dips); the count
+is Poisson around that. A caller may instead pass the expected counts (`volume=`), e.g. a real
+request series scaled to a feature, as the detection evaluation does. Each call draws a model
+from the feature's mix (sometimes under a dated snapshot name), input and output tokens from the
+shapes of real LLM requests (`TOKEN_SHAPES`, Azure LLM inference trace 2023) scaled to the
+feature's medians, prompt-cache reads (and Anthropic cache writes) on the features that cache,
+retries and errors.
 """
 
 from __future__ import annotations
@@ -30,9 +36,111 @@ HOUR_OF_DAY = np.array(
     [0.25, 0.2, 0.18, 0.18, 0.2, 0.3, 0.5, 0.8, 1.1, 1.35, 1.5, 1.55,
      1.5, 1.55, 1.6, 1.6, 1.5, 1.3, 1.1, 0.9, 0.7, 0.55, 0.4, 0.3]
 )  # fmt: skip
-DAY_OF_WEEK = np.array([1.05, 1.15, 1.1, 1.05, 0.95, 0.45, 0.35])
+DAY_OF_WEEK = np.array([1.1, 1.15, 1.12, 1.08, 1.0, 0.6, 0.5])
 
 ENVIRONMENTS = {"production": 0.85, "staging": 0.10, "dev": 0.05}
+
+
+@dataclass(frozen=True)
+class TrafficModel:
+    """What real request streams add to a smooth seasonal curve, per (feature, environment)
+    series, as multiplicative factors of its expected hourly calls.
+
+    Calibrated against the real traces in `../shared/data/traffic` (statistics in
+    `benchmarks/real_traffic.py`; `tests/test_traffic_model.py` holds the two together):
+    against the median of the same hour of the week over the previous four weeks, real service
+    traffic (an AWS load balancer, NYC taxi demand, the busier tweet-volume series) strays by a
+    log-MAD of 0.08-0.46, with a 90th percentile of 1.15-1.7x, a 99th of 1.5-3.6x, 1-14 % of
+    hours at 1.5x or more, and days 12-33 % off the same weekday a week before. The defaults
+    sit inside those ranges, near their middle (0.28, 1.45x, 2.0x, 8 %, 21 %).
+    `smooth()` is the old model: Poisson noise around the curve, nothing else.
+    """
+
+    hour_sigma: float = 0.15  # log-normal noise of an hour (overdispersion beyond Poisson)
+    hour_rho: float = 0.6  # AR(1) correlation of consecutive hours' noise
+    day_sigma: float = 0.1  # AR(1) innovations of the daily level (log)
+    day_phi: float = 0.6  # persistence of the daily level
+    trend_sigma: float = 0.04  # per-series trend, log per week (≈ ±4 % a week)
+    shifts_per_week: float = 0.08  # overnight level shifts per series-week (they stay)
+    shift_range: tuple[float, float] = (0.7, 1.45)  # their size (log-uniform)
+    bursts_per_week: float = 0.7  # one-hour bursts per series-week
+    burst_range: tuple[float, float] = (1.3, 2.0)  # their size (log-uniform)
+    dips_per_week: float = 0.25  # one- or two-hour dips (a partial outage upstream)
+    dip_range: tuple[float, float] = (0.35, 0.7)
+
+    @classmethod
+    def smooth(cls) -> TrafficModel:
+        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, (1, 1), 0.0, (1, 1), 0.0, (1, 1))
+
+    def factors(self, n_hours: int, n_series: int, rng: np.random.Generator) -> np.ndarray:
+        """(n_hours, n_series) multiplicative factors, mean about 1, for hourly series that
+        start at midnight UTC (a level shift happens between 00:00 and 06:00)."""
+        n_days = -(-n_hours // 24)
+        log = np.zeros((n_hours, n_series))
+        # autocorrelated hour noise, stationary AR(1) with marginal sd hour_sigma
+        noise = rng.normal(0.0, 1.0, (n_hours, n_series))
+        ar = np.empty_like(noise)
+        ar[0] = noise[0]
+        innovation = np.sqrt(1 - self.hour_rho**2)
+        for h in range(1, n_hours):
+            ar[h] = self.hour_rho * ar[h - 1] + innovation * noise[h]
+        log += self.hour_sigma * ar
+        # daily level: AR(1) around 0
+        day = np.zeros((n_days, n_series))
+        day_noise = rng.normal(0.0, self.day_sigma, (n_days, n_series))
+        for d in range(1, n_days):
+            day[d] = self.day_phi * day[d - 1] + day_noise[d]
+        log += np.repeat(day, 24, axis=0)[:n_hours]
+        # trend
+        weeks = np.arange(n_hours)[:, None] / 168.0
+        log += weeks * rng.normal(0.0, self.trend_sigma, (1, n_series))
+        # overnight level shifts that stay
+        for series in range(n_series):
+            for _ in range(rng.poisson(self.shifts_per_week * n_hours / 168)):
+                at = int(rng.integers(0, n_days)) * 24 + int(rng.integers(0, 6))
+                log[at:, series] += rng.uniform(*np.log(self.shift_range))
+        # one-hour bursts and short dips
+        for rate, size, longest in (
+            (self.bursts_per_week, self.burst_range, 1),
+            (self.dips_per_week, self.dip_range, 2),
+        ):
+            count = rng.poisson(rate * n_hours / 168 * n_series)
+            hours = rng.integers(0, n_hours, count)
+            series = rng.integers(0, n_series, count)
+            lengths = rng.integers(1, longest + 1, count)
+            sizes = rng.uniform(*np.log(size), count)
+            for h, s_, n, v in zip(hours, series, lengths, sizes, strict=True):
+                log[h : h + n, s_] += v
+        factors = np.exp(log)
+        return factors / factors.mean(axis=0, keepdims=True)
+
+
+#: Shapes of real prompt and completion lengths (quantiles as multiples of the median), from
+#: 28,185 requests of the Azure LLM inference trace 2023 (a coding and a conversation
+#: service; CC-BY-4.0). A feature scales a shape to its own medians; the two are drawn
+#: independently (their log correlation is below 0.1 in the trace).
+TOKEN_QUANTILES = np.array(
+    [0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1]
+)
+TOKEN_SHAPES = {
+    ("code", "input"): [0.00204, 0.0116, 0.0511, 0.1, 0.262, 0.524, 0.732, 1.0, 1.3, 1.66,
+                        2.17, 3.53, 4.97, 5.06, 5.06],
+    ("code", "output"): [0.462, 0.462, 0.462, 0.538, 0.615, 0.692, 0.846, 1.0, 1.23, 1.54,
+                         2.23, 4.23, 6.92, 19.3, 146.0],
+    ("conv", "input"): [0.00196, 0.0284, 0.177, 0.203, 0.379, 0.395, 0.689, 1.0, 1.05, 1.11,
+                        1.29, 2.68, 4.0, 4.06, 13.8],
+    ("conv", "output"): [0.0543, 0.124, 0.318, 0.419, 0.597, 0.705, 0.798, 1.0, 1.37, 2.98,
+                         3.1, 3.29, 3.5, 4.66, 7.75],
+}  # fmt: skip
+MAX_OUTPUT_TOKENS = 16_384
+
+
+def draw_tokens(shape: str, kind: str, median: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Token counts with the real `shape` ('code' | 'conv') of `kind` ('input' | 'output'),
+    scaled to `median` (one per call): inverse CDF, log-linear between the quantiles."""
+    log_ratio = np.interp(rng.random(median.size), TOKEN_QUANTILES,
+                          np.log(TOKEN_SHAPES[(shape, kind)]))  # fmt: skip
+    return np.maximum(1, np.round(median * np.exp(log_ratio))).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -67,6 +175,8 @@ class FeatureSpec:
     output_median: float
     cache_hit_rate: float = 0.0  # share of calls that read the prompt cache
     prompt_version: str = "v1"
+    input_shape: str = "conv"  # TOKEN_SHAPES: code (completion-like) or conv (chat-like)
+    output_shape: str = "conv"
 
 
 FEATURES = [
@@ -79,7 +189,7 @@ FEATURES = [
     FeatureSpec("summarization", "team-docs", "/api/v1/summarize", 0.14,
                 {"claude-3-5-haiku": 0.8, "claude-3-5-sonnet": 0.2}, 6000, 320, 0.8, "v2"),
     FeatureSpec("code-review", "team-devtools", "/api/v1/review", 0.08,
-                {"claude-3-5-sonnet": 1.0}, 11000, 900, 0.85, "v4"),
+                {"claude-3-5-sonnet": 1.0}, 11000, 900, 0.85, "v4", "code", "conv"),
 ]  # fmt: skip
 FEATURE_NAMES = [f.name for f in FEATURES]
 
@@ -107,7 +217,7 @@ class Incident:
 
 INCIDENT_DETECTORS = {
     "volume_spike": ("volume_spike", "critical", {"multiplier": 3.5}),
-    "prompt_bloat": ("cost_per_call", "critical", {"input_multiplier": 3.0}),
+    "prompt_bloat": ("cost_per_call", "critical", {"input_multiplier": 4.0}),
     "model_fallback": ("model_drift", "critical", {"model": "claude-3-opus", "share": 0.6}),
     "cache_drop": ("cache_efficiency", "critical", {"cache_hit_rate": 0.1}),
     "retry_storm": ("retry_storm", "critical", {"retry_share": 0.45, "error_share": 0.35}),
@@ -185,6 +295,27 @@ class GenerationResult:
     incidents: list[Incident]
 
 
+def expected_volume(
+    start: datetime,
+    n_hours: int,
+    calls_per_day: float,
+    traffic: TrafficModel,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Expected calls per (hour, feature, environment) from `start` (a UTC hour): the seasonal
+    curve normalised so a week averages `calls_per_day`, times the feature and environment
+    shares, times the irregularities `traffic` draws for each series."""
+    hour_starts = np.datetime64(start.replace(tzinfo=None), "s") + np.arange(n_hours) * 3600
+    hod = (hour_starts.astype("datetime64[h]").astype(np.int64)) % 24
+    dow = (hour_starts.astype("datetime64[D]").astype(np.int64) + 3) % 7  # 1970-01-01: Thursday
+    season = HOUR_OF_DAY[hod] * DAY_OF_WEEK[dow]
+    season = season / (HOUR_OF_DAY.sum() * DAY_OF_WEEK.mean()) * 24
+    shares = np.array([f.share for f in FEATURES])[:, None] * np.array(list(ENVIRONMENTS.values()))
+    lam = calls_per_day / 24 * season[:, None, None] * shares[None, :, :]
+    factors = traffic.factors(n_hours + start.hour, lam[0].size, rng)[start.hour :]
+    return lam * factors.reshape(lam.shape)
+
+
 def generate(
     out: str | Path,
     start: datetime,
@@ -192,8 +323,16 @@ def generate(
     calls_per_day: int = 20_000,
     seed: int = 42,
     incidents: list[Incident] | None = None,
+    traffic: TrafficModel | None = None,
+    volume: np.ndarray | None = None,
+    environments: list[str] | None = None,
 ) -> GenerationResult:
-    """Write `days` of synthetic calls starting at `start` (floored to the hour, UTC)."""
+    """Write `days` of synthetic calls starting at `start` (floored to the hour, UTC).
+
+    `traffic` shapes the volume (default `TrafficModel()`; `TrafficModel.smooth()` for Poisson
+    around the seasonal curve). `volume`, an array (hours, features, environments) of expected
+    calls, replaces that volume model altogether; `environments` then names its last axis
+    (default: production, staging, dev)."""
     if days <= 0 or calls_per_day <= 0:
         raise ValueError("days and calls_per_day must be positive")
     start = _floor_hour(start)
@@ -202,15 +341,20 @@ def generate(
     rng = np.random.default_rng(seed)
     n_hours = days * 24
     hour_starts = np.datetime64(start.replace(tzinfo=None), "s") + np.arange(n_hours) * 3600
-    hod = (hour_starts.astype("datetime64[h]").astype(np.int64)) % 24
-    dow = (hour_starts.astype("datetime64[D]").astype(np.int64) + 3) % 7  # 1970-01-01: Thursday
     n_f = len(FEATURES)
+    env_names = list(environments or ENVIRONMENTS)
 
-    # Expected calls per (hour, feature, environment) cell, normalised to calls_per_day.
-    season = HOUR_OF_DAY[hod] * DAY_OF_WEEK[dow]
-    season = season / (HOUR_OF_DAY.sum() * DAY_OF_WEEK.mean()) * 24
-    shares = np.array([f.share for f in FEATURES])[:, None] * np.array(list(ENVIRONMENTS.values()))
-    lam = calls_per_day / 24 * season[:, None, None] * shares[None, :, :]
+    if volume is not None:
+        lam = np.asarray(volume, dtype=float)
+        if lam.shape != (n_hours, n_f, len(env_names)):
+            raise ValueError(
+                f"volume has shape {lam.shape}; expected (hours, features, environments) = "
+                f"{(n_hours, n_f, len(env_names))}"
+            )
+    else:
+        if environments is not None:
+            raise ValueError("environments names the last axis of volume; pass both or neither")
+        lam = expected_volume(start, n_hours, calls_per_day, traffic or TrafficModel(), rng)
 
     # Per-cell knobs that incidents turn.
     volume = np.ones_like(lam)
@@ -222,7 +366,6 @@ def generate(
     ).copy()
     retry_share = np.full_like(lam, BASE_RETRY_SHARE)
     error_share = np.full_like(lam, BASE_ERROR_SHARE)
-    env_names = list(ENVIRONMENTS)
     for inc in incidents:
         h0 = int((inc.start_at - start) / timedelta(hours=1))
         hs = slice(max(h0, 0), max(min(h0 + inc.hours, n_hours), 0))
@@ -268,11 +411,16 @@ def generate(
     model_name = name_table[name_offset[model_idx] + pick]
     provider = np.array([m.provider for m in MODELS.values()])[model_idx]
 
-    # Tokens: log-normal around the feature's medians; prompt bloat multiplies input.
+    # Tokens: the real shapes, scaled to the feature's medians; prompt bloat multiplies input.
     in_med = np.array([f.input_median for f in FEATURES])[f_idx] * input_mult.ravel()[cell]
-    out_med = np.array([f.output_median for f in FEATURES])[f_idx]
-    input_tokens = np.maximum(1, rng.lognormal(np.log(in_med), 0.45)).astype(np.int64)
-    output_tokens = np.maximum(1, rng.lognormal(np.log(out_med), 0.55)).astype(np.int64)
+    out_med = np.array([f.output_median for f in FEATURES])[f_idx].astype(float)
+    input_tokens = np.zeros(n, dtype=np.int64)
+    output_tokens = np.zeros(n, dtype=np.int64)
+    for i, f in enumerate(FEATURES):
+        mine = f_idx == i
+        input_tokens[mine] = draw_tokens(f.input_shape, "input", in_med[mine], rng)
+        output_tokens[mine] = draw_tokens(f.output_shape, "output", out_med[mine], rng)
+    output_tokens = np.minimum(output_tokens, MAX_OUTPUT_TOKENS)
 
     # Prompt cache: a hit reads most of the prompt; Anthropic misses often write the cache.
     hits = rng.random(n) < hit_rate.ravel()[cell]
