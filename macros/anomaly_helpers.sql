@@ -30,6 +30,41 @@ feature_thresholds as (
     {%- endfor %}
 {%- endmacro %}
 
+{#- Money at stake: the hour's estimated excess cost reaches both floors of the detector's
+    threshold row, `min_excess_usd` (USD per hour) and `min_excess_share` of what the series
+    usually spends in a day. An empty floor (or an unknown excess) does not hold a finding back. -#}
+{% macro is_material(excess) -%}
+    (coalesce({{ excess }} >= min_excess_usd, true)
+        and coalesce({{ excess }} >= min_excess_share * typical_daily_cost_usd, true))
+{%- endmacro %}
+
+{#- A page needs money on the scale of the series' day: the hour's excess reaches
+    `critical_min_excess_share` of its usual daily spend (an empty floor holds nothing back).
+    A critical ratio below it is reported as a warning. -#}
+{% macro is_critical_material(excess) -%}
+    coalesce({{ excess }} >= critical_min_excess_share * typical_daily_cost_usd, true)
+{%- endmacro %}
+
+{#- A warning waits for a second hour of evidence (threshold column warning_confirm_hours = 2):
+    this is the strongest `expression` among the hours of the two before the scored one that
+    were candidates too (null when neither was), so one quiet hour inside an incident does not
+    reset it. Needs an `hour_index` column; rows are (hour, series). -#}
+{% macro previous_candidate(expression, candidate, series=['feature', 'environment']) -%}
+    max(case when {{ candidate }} then {{ expression }} end) over (
+        partition by {{ series | join(', ') }} order by hour_index
+        range between 2 preceding and 1 preceding
+    )
+{%- endmacro %}
+
+{#- Evidence of a z-scored finding: a critical needs z >= min_z in its own hour; a warning
+    needs it too when warning_confirm_hours <= 1, else two candidate hours whose combined
+    evidence (z + z_before) / sqrt(2) reaches min_z. -#}
+{% macro has_evidence(z, z_before) -%}
+    ({{ z }} >= min_z
+        and coalesce(warning_confirm_hours, 1) <= 1
+        or ({{ z }} + {{ z_before }}) / sqrt(2) >= min_z)
+{%- endmacro %}
+
 {#- Rows whose baseline may raise an alert. A trailing baseline is computed and shown in the
     marts, but it cannot tell a morning ramp or a Monday from a spike, so by default only the
     seasonal kinds alert (var alerting_baseline_kinds). -#}

@@ -1,37 +1,62 @@
 {#- Dynamic baselines for any metric of a periodic series (Elementary-style: the history is
-    data, the score is window functions over it).
+    data, the score is window functions over it). Every frame ends at `1 preceding`: the hour
+    being scored is never part of its own baseline, its level or its spread.
 
-    For each metric and each baseline kind (in order of preference) the candidates step computes
-    the centre (median by default, robust to one past incident in the training set), the spread
-    (sample stddev) and the number of points, over the previous periods only: every frame ends
-    at `1 preceding`, so the period being scored is never part of its own baseline.
+    Real traffic is not Poisson noise around a smooth curve: it is overdispersed, drifts, shifts
+    level overnight and bursts for an hour. So "the usual" and "significant" are estimated from
+    the series itself, in three steps (docs/detection.md has the measurements):
 
-    The choice step picks, per row, the first kind with enough points of the primary metric
-    (`calls`), and emits for every metric `<m>_baseline`, `<m>_stddev`, `<m>_z` and
-    `<m>_baseline_points`, plus `baseline_kind`. The stddev is the spread floored by the
-    metric's `min_stddev` (so a flat history — stddev 0 — cannot make any wobble infinitely
-    significant), widened by sqrt(1 + 1/points) for the uncertainty of a baseline estimated
-    from few points (a prediction interval rather than the spread of the history alone).
-    stddev and z are rounded (9 and 6 decimals): window sums in floating point may differ in
-    the last bit with the order rows arrive in, and re-running an hour must give the same table. Too little
-    history in every kind → `warming_up` and null baselines: no score, no alert.
+    1. seasonal centre: the median of the same hour of week over `baseline_weeks` weeks (at
+       least `min_hour_of_week_points`), else of the same hour of day over `baseline_days` days,
+       else of the trailing `trailing_hours` (that kind only informs, it never alerts); with too
+       little history the series is `warming_up`. The kind is chosen by the points `calls` has.
+       Means per call and shares (cost per call, cache hit rate, retry rate) have no weekly
+       cycle worth the noise of a few same-hour points: their centre is the median of the
+       trailing `trailing_hours` (no level step: that median is the level).
+    2. level: the median deviation of the previous hours from their own seasonal centres (log
+       ratio for volumes and costs) over `level_hours[kind]` hours. The baseline is the centre
+       moved by that level, so a series whose traffic doubled overnight and stayed is expected
+       at its new level after half that window, whatever the weeks before said: 12 hours on an
+       hour-of-week baseline (24-hour window), 3.5 days on an hour-of-day one, whose level
+       spans a whole week (168 hours) because its centre does not know the weekday and a level
+       taken from a Sunday would call Monday morning a spike. No level on `trailing`.
+    3. spread: of the deviations from the baseline over the previous `spread_hours` hours (of
+       hours with about as many calls, and scored by the same kind of baseline, once there are
+       enough of them: see baseline_spread_scopes), the
+       larger of 1.4826 × their median absolute value (MAD: the body) and their 99th percentile
+       over its one-sided normal z, 2.326 (the upper tail: a series that bursts 2.5× a few
+       times a fortnight is not surprised by 2.5×; dips and outages, which no detector of
+       excess reads, do not blunt it; each residual capped at `spread_tail_cap` bodies, so a
+       past incident widens the tail by at most that much), floored by the metric's sampling
+       noise. The last `spread_lag_hours` are left out, so the first hours of an incident do
+       not widen the spread its next hours are judged by (Poisson for counts, ~1/√n for sums and
+       means over n calls, binomial for shares), so a flat history cannot make a wobble
+       infinitely significant. z = deviation / spread; null until `min_spread_points` hours of
+       deviations exist.
+
+    Volumes and money are scored on the log scale (multiplicative noise; a pseudo-count of
+    one call's worth keeps silent hours finite), shares on the linear scale without a level
+    step (their thresholds are absolute). Means over the hour's calls (cost per call, shares:
+    `per_call_of`) wobble with 1/sqrt(n): their residuals are scaled by sqrt(n) before the
+    spread is taken and the spread scaled back by the scored hour's own n, so a 70-call night
+    hour is not judged by the calmer 300-call afternoons. `<m>_stddev` is the spread in the metric's own units
+    ((baseline + unit) × log spread for log metrics), `<m>_z` the deviation in spreads.
+    stddev and z are rounded (9 and 6 decimals) so re-running an hour gives the same table.
 
     kinds: [{'name': 'hour_of_week', 'key': 'hour_of_week', 'span': 672, 'min_points': 3}, ...]
-      key = extra partition column (the seasonality key) or none; span = periods looked back.
-    metrics: [{'name': 'calls', 'min_stddev': 'greatest(sqrt({b}), 1)'}, ...]
-      min_stddev is SQL in which {b} stands for the baseline value and {n} for the baseline
-      number of calls: the noise floor of a count is Poisson (sqrt of the count), of a sum or a
-      mean over n calls about 1/sqrt(n) of it, of a share binomial (sqrt(p(1-p)/n)).
+    metrics: [{'name': 'calls', 'scale': 'log', 'unit': '1', 'floor': '1 / sqrt({b} + 1)'}, ...]
+      unit (log metrics) and floor are SQL; {s} stands for the metric's seasonal centre, {b}
+      for its baseline, {n} for the baseline number of calls. The floor is in the scale the
+      metric is scored on (relative for log metrics).
 -#}
 
 {% macro baseline_candidates(series, metrics, kinds, period='hour_index') -%}
-    {%- set center = var('baseline_center', 'median') -%}
+    {%- set center = var('baseline_center') -%}
     {%- for kind in kinds -%}
         {%- set partition = (series + ([kind.key] if kind.key else [])) | join(', ') -%}
         {%- set frame = 'partition by ' ~ partition ~ ' order by ' ~ period ~ ' range between ' ~ kind.span ~ ' preceding and 1 preceding' -%}
         {%- for metric in metrics %}
         {{ window_center(metric.name, frame, center) }} as {{ metric.name }}__{{ kind.name }}__center,
-        stddev_samp({{ metric.name }}) over ({{ frame }}) as {{ metric.name }}__{{ kind.name }}__spread,
         count({{ metric.name }}) over ({{ frame }}) as {{ metric.name }}__{{ kind.name }}__points
         {%- if not loop.last %},{% endif %}
         {%- endfor %}
@@ -40,7 +65,7 @@
 {%- endmacro %}
 
 {% macro baseline_kind(kinds, primary='calls') -%}
-    {%- set forced = var('force_baseline_kind', none) -%}
+    {%- set forced = var('force_baseline_kind') -%}
     case
     {%- for kind in kinds %}
         {%- if not forced or forced == kind.name %}
@@ -51,28 +76,180 @@
     end
 {%- endmacro %}
 
+{#- <m>_seasonal and <m>_baseline_points of the chosen kind. A metric declared
+    `'center': 'trailing'` (a mean per call or a share: no weekly cycle worth the noise of
+    two to four same-hour points) takes the median of the trailing window instead, once that
+    has its min_points, whatever kind the row's calls chose; until then it has no centre. -#}
 {% macro baseline_choice(metrics, kinds) -%}
+    {%- set trailing = (kinds | selectattr('name', 'equalto', 'trailing') | list)[0] -%}
     {%- for metric in metrics %}
         {%- set m = metric.name %}
-        {%- for part, suffix in [('center', 'baseline'), ('spread', 'raw_stddev'), ('points', 'baseline_points')] %}
+        {%- for part, suffix in [('center', 'seasonal'), ('points', 'baseline_points')] %}
+        {%- if metric.center == 'trailing' %}
+        case when baseline_kind <> 'warming_up' and {{ m }}__trailing__points >= {{ trailing.min_points }}
+            then {{ m }}__trailing__{{ part }} end as {{ m }}_{{ suffix }}
+        {%- else %}
         case baseline_kind
             {%- for kind in kinds %}
             when '{{ kind.name }}' then {{ m }}__{{ kind.name }}__{{ part }}
             {%- endfor %}
-        end as {{ m }}_{{ suffix }},
+        end as {{ m }}_{{ suffix }}
+        {%- endif %}{% if not (loop.last and metric == metrics[-1]) %},{% endif %}
         {%- endfor %}
     {%- endfor %}
-        1 as _baseline_choice_done
 {%- endmacro %}
 
+{#- one call's worth of a log-scale metric (its pseudo-count) -#}
+{% macro baseline_unit(metric) -%}
+    {{ metric.unit | replace('{s}', metric.name ~ '_seasonal') }}
+{%- endmacro %}
+
+{#- step 2a: each hour's deviation from its seasonal centre -#}
+{% macro baseline_deviations(metrics) -%}
+    {%- for metric in metrics %}
+        {%- set m = metric.name %}
+        {%- if metric.scale == 'log' %}
+        ln(({{ m }} + {{ baseline_unit(metric) }}) / nullif({{ m }}_seasonal + {{ baseline_unit(metric) }}, 0)) as {{ m }}__seasonal_dev
+        {%- else %}
+        {{ m }} - {{ m }}_seasonal as {{ m }}__seasonal_dev
+        {%- endif %}
+        {%- if not loop.last %},{% endif %}
+    {%- endfor %}
+{%- endmacro %}
+
+{#- step 2b: the level, the median seasonal deviation of the previous level_hours[kind] hours
+    (log metrics; the kinds without a window get none) -#}
+{% macro baseline_levels(series, metrics, period='hour_index') -%}
+    {%- set windows = var('level_hours') -%}
+    {%- for metric in metrics %}
+        {%- set m = metric.name %}
+        {%- if metric.scale == 'log' and windows and metric.center != 'trailing' %}
+        case baseline_kind
+            {%- for kind, hours in windows.items() %}
+            {%- set frame = 'partition by ' ~ (series | join(', ')) ~ ' order by ' ~ period ~ ' range between ' ~ hours ~ ' preceding and 1 preceding' %}
+            when '{{ kind }}' then case when count({{ m }}__seasonal_dev) over ({{ frame }}) >= {{ (hours / 2) | int }}
+                then {{ window_center(m ~ '__seasonal_dev', frame, 'median') }} else 0 end
+            {%- endfor %}
+            else 0
+        end as {{ m }}__level
+        {%- else %}
+        0 as {{ m }}__level
+        {%- endif %}
+        {%- if not loop.last %},{% endif %}
+    {%- endfor %}
+{%- endmacro %}
+
+{#- step 2c: the baseline (centre moved by the level) and the hour's residual from it -#}
+{% macro baseline_residuals(metrics) -%}
+    {%- for metric in metrics %}
+        {%- set m = metric.name %}
+        {%- if metric.scale == 'log' %}
+        greatest(({{ m }}_seasonal + {{ baseline_unit(metric) }}) * exp({{ m }}__level) - {{ baseline_unit(metric) }}, 0) as {{ m }}_baseline,
+        {{ baseline_unit(metric) }} as {{ m }}__unit,
+        {%- else %}
+        {{ m }}_seasonal + {{ m }}__level as {{ m }}_baseline,
+        {%- endif %}
+        {{ m }}__seasonal_dev - {{ m }}__level as {{ m }}__resid,
+        {%- if metric.per_call_of %}
+        sqrt(greatest(coalesce({{ metric.per_call_of }}, 0), 1)) as {{ m }}__weight
+        {%- else %}
+        1.0 as {{ m }}__weight
+        {%- endif %}
+        {%- if not loop.last %},{% endif %}
+    {%- endfor %}
+{%- endmacro %}
+
+{#- step 3a: the robust spread of the residuals of the previous spread_hours, learnt from the
+    hours most like the scored one: how noisy an hour is depends on how many calls it holds (a
+    mean over 20 night calls wobbles far more than one over 500), so the residuals come from
+    hours of the same volume band (the expected calls within a factor of 4) and, once there
+    are min_spread_points of those, of the same baseline kind (a fresh hour-of-week baseline
+    is not judged by the wider misses of the hour-of-day one before it); with too few, from
+    the band alone, then from every hour of the series. -#}
+{% macro baseline_spread_scopes(series, period='hour_index') -%}
+    {%- set tail = ' order by ' ~ period ~ ' range between ' ~ (var('spread_hours') + var('spread_lag_hours')) ~ ' preceding and ' ~ var('spread_lag_hours') ~ ' preceding' -%}
+    {{ return([
+        ('kind', 'partition by ' ~ ((series + ['volume_band', 'baseline_kind']) | join(', ')) ~ tail),
+        ('band', 'partition by ' ~ ((series + ['volume_band']) | join(', ')) ~ tail),
+        ('all', 'partition by ' ~ (series | join(', ')) ~ tail),
+    ]) }}
+{%- endmacro %}
+
+{#- 3a: per scope, the body (1.4826 × median |residual|) and the number of residuals -#}
+{% macro baseline_spread_bodies(series, metrics, period='hour_index') -%}
+    {%- set scopes = baseline_spread_scopes(series, period) -%}
+    {%- for metric in metrics %}
+        {%- set m = metric.name %}
+        {%- for scope, frame in scopes %}
+        1.4826 * {{ window_center('abs(' ~ m ~ '__resid * ' ~ m ~ '__weight)', frame, 'median') }} as {{ m }}__{{ scope }}_mad,
+        count({{ m }}__resid) over ({{ frame }}) as {{ m }}__{{ scope }}_points
+        {%- if not (loop.last and metric == metrics[-1]) %},{% endif %}
+        {%- endfor %}
+    {%- endfor %}
+{%- endmacro %}
+
+{#- 3b: the first scope (kind, band, all) with min_spread_points residuals; and the residual
+    capped at spread_tail_cap bodies, so one past incident cannot blunt the tail for weeks -#}
+{% macro baseline_spread_choice(metrics) -%}
+    {%- for metric in metrics %}
+        {%- set m = metric.name %}
+        case
+            when {{ m }}__kind_points >= {{ var('min_spread_points') }} then 'kind'
+            when {{ m }}__band_points >= {{ var('min_spread_points') }} then 'band'
+            else 'all'
+        end as {{ m }}__scope,
+        {%- for part in ['mad', 'points'] %}
+        case
+            when {{ m }}__kind_points >= {{ var('min_spread_points') }} then {{ m }}__kind_{{ part }}
+            when {{ m }}__band_points >= {{ var('min_spread_points') }} then {{ m }}__band_{{ part }}
+            else {{ m }}__all_{{ part }}
+        end as {{ m }}__spread_{{ part }}{% if not (loop.last and metric == metrics[-1]) %},{% endif %}
+        {%- endfor %}
+    {%- endfor %}
+{%- endmacro %}
+
+{% macro baseline_capped_residuals(metrics) -%}
+    {%- for metric in metrics %}
+        {%- set m = metric.name %}
+        case when {{ m }}__spread_mad > 0
+            then least({{ m }}__resid * {{ m }}__weight, {{ var('spread_tail_cap') }} * {{ m }}__spread_mad)
+            else {{ m }}__resid * {{ m }}__weight end as {{ m }}__resid_capped{% if not loop.last %},{% endif %}
+    {%- endfor %}
+{%- endmacro %}
+
+{#- 3c: the upper tail of the capped residuals in the scope chosen for the body -#}
+{% macro baseline_spread_tails(series, metrics, period='hour_index') -%}
+    {%- set scopes = baseline_spread_scopes(series, period) -%}
+    {%- for metric in metrics %}
+        {%- set m = metric.name %}
+        case {{ m }}__scope
+            {%- for scope, frame in scopes %}
+            when '{{ scope }}' then {{ window_quantile(m ~ '__resid_capped', frame, var('spread_tail_quantile')) }}
+            {%- endfor %}
+        end as {{ m }}__tail_quantile{% if not loop.last %},{% endif %}
+    {%- endfor %}
+{%- endmacro %}
+
+{#- the volume band of an hour: its expected calls within a factor of 4 -#}
+{% macro volume_band(expected_calls) -%}
+    cast(floor(ln(greatest(coalesce({{ expected_calls }}, 0), 0) + 1) / ln(4)) as integer)
+{%- endmacro %}
+
+{#- step 3b: the published columns <m>_baseline, <m>_stddev, <m>_z, <m>_baseline_points -#}
 {% macro baseline_scores(metrics) -%}
     {%- for metric in metrics %}
         {%- set m = metric.name %}
-        {%- set floor = metric.min_stddev | replace('{b}', 'abs(' ~ m ~ '_baseline)') | replace('{n}', 'greatest(coalesce(calls_baseline, 1), 1)') %}
+        {%- set floor = metric.floor | replace('{b}', 'greatest(' ~ m ~ '_baseline, 0)') | replace('{n}', 'greatest(coalesce(calls_baseline, 1), 1)') %}
+        {%- set tail = 'greatest(coalesce(' ~ m ~ '__tail_quantile, 0), 0) / ' ~ tail_quantile_z() %}
+        {%- set spread = 'greatest(coalesce(' ~ m ~ '__spread_mad, 0) / ' ~ m ~ '__weight, ' ~ tail ~ ' / ' ~ m ~ '__weight, ' ~ floor ~ ')' %}
         cast({{ m }}_baseline as double) as {{ m }}_baseline,
-        {%- set spread = 'greatest(coalesce(' ~ m ~ '_raw_stddev, 0), ' ~ floor ~ ') * sqrt(1 + 1.0 / greatest(' ~ m ~ '_baseline_points, 1))' %}
+        {%- if metric.scale == 'log' %}
+        round(cast(({{ m }}_baseline + {{ m }}__unit) * {{ spread }} as double), 9) as {{ m }}_stddev,
+        {%- else %}
         round(cast({{ spread }} as double), 9) as {{ m }}_stddev,
-        round(cast(({{ m }} - {{ m }}_baseline) / ({{ spread }}) as double), 6) as {{ m }}_z,
+        {%- endif %}
+        case when {{ m }}__spread_points >= {{ var('min_spread_points') }}
+            then round(cast({{ m }}__resid / ({{ spread }}) as double), 6) end as {{ m }}_z,
         cast(coalesce({{ m }}_baseline_points, 0) as bigint) as {{ m }}_baseline_points
         {%- if not loop.last %},{% endif %}
     {%- endfor %}
@@ -98,8 +275,21 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- The default kinds and metric floors of the hourly marts, in one place. -#}
+{% macro window_quantile(expression, frame, quantile) -%}
+    {{ return(adapter.dispatch('window_quantile', 'spendwatch')(expression, frame, quantile)) }}
+{%- endmacro %}
+
+{% macro default__window_quantile(expression, frame, quantile) -%}
+    quantile_cont({{ expression }}, {{ quantile }}) over ({{ frame }})
+{%- endmacro %}
+
+{% macro spark__window_quantile(expression, frame, quantile) -%}
+    percentile_approx({{ expression }}, {{ quantile }}) over ({{ frame }})
+{%- endmacro %}
+
+{#- The default kinds and metrics of the hourly marts, in one place; the vars are validated. -#}
 {% macro hourly_baseline_kinds() -%}
+    {%- do validate_baseline_vars() -%}
     {{ return([
         {'name': 'hour_of_week', 'key': 'hour_of_week', 'span': var('baseline_weeks') * 168, 'min_points': var('min_hour_of_week_points')},
         {'name': 'hour_of_day', 'key': 'hour_of_day', 'span': var('baseline_days') * 24, 'min_points': var('min_hour_of_day_points')},
@@ -109,17 +299,64 @@
 
 {% macro hourly_baseline_metrics() -%}
     {{ return([
-        {'name': 'calls', 'min_stddev': 'greatest(sqrt({b}), 1)'},
-        {'name': 'total_tokens', 'min_stddev': 'greatest(0.05 * {b}, 1.5 * {b} / sqrt({n}), 1)'},
-        {'name': 'cost_usd', 'min_stddev': 'greatest(0.05 * {b}, 1.5 * {b} / sqrt({n}), 0.0001)'},
-        {'name': 'cost_per_call_usd', 'min_stddev': 'greatest(0.03 * {b}, 2 * {b} / sqrt({n}), 0.000001)'},
-        {'name': 'cache_hit_rate', 'min_stddev': 'greatest(0.02, sqrt({b} * (1 - {b}) / {n}))'},
-        {'name': 'retry_rate', 'min_stddev': 'greatest(0.02, sqrt({b} * (1 - {b}) / {n}))'},
+        {'name': 'calls', 'scale': 'log', 'unit': '1', 'floor': '1 / sqrt({b} + 1)'},
+        {'name': 'total_tokens', 'scale': 'log', 'unit': '{s} / greatest(calls_seasonal, 1)', 'floor': 'greatest(0.05, 1.5 / sqrt({n}))'},
+        {'name': 'cost_usd', 'scale': 'log', 'unit': '{s} / greatest(calls_seasonal, 1)', 'floor': 'greatest(0.05, 1.5 / sqrt({n}))'},
+        {'name': 'cost_per_call_usd', 'scale': 'log', 'unit': '0.000000001', 'floor': 'greatest(0.03, 2 / sqrt({n}))', 'per_call_of': 'priced_calls', 'center': 'trailing'},
+        {'name': 'cache_hit_rate', 'scale': 'linear', 'floor': 'greatest(0.02, sqrt({b} * (1 - {b}) / {n}))', 'per_call_of': 'calls', 'center': 'trailing'},
+        {'name': 'retry_rate', 'scale': 'linear', 'floor': 'greatest(0.02, sqrt({b} * (1 - {b}) / {n}))', 'per_call_of': 'calls', 'center': 'trailing'},
     ]) }}
 {%- endmacro %}
 
-{#- How far back an hourly run must read: the longest baseline span plus the week of activity
-    that decides whether a silent hour of a series is a zero row (see hourly_series_spine). -#}
+{#- How far back an hourly run must read so that every hour of its window is scored exactly as
+    a build of all history scores it: the spread of an hour reads spread_hours of residuals,
+    each residual its level (the longest level window back) and its seasonal centre (the longest kind span
+    back), and whether an hour has a row at all depends on the week before it. -#}
 {% macro hourly_lookback_hours() -%}
-    {{ return(var('baseline_weeks') * 168 + 168) }}
+    {%- set span = [var('baseline_weeks') * 168, var('baseline_days') * 24, var('trailing_hours')] | max -%}
+    {%- set level = (var('level_hours').values() | list + [0]) | max -%}
+    {{ return(var('spread_hours') + var('spread_lag_hours') + level + 2 * span + 168) }}
+{%- endmacro %}
+
+{#- Invalid baseline configuration fails at compile time with the allowed values, instead of
+    silently turning every series into warming_up. -#}
+{% macro validate_baseline_vars() -%}
+    {%- set kinds = ['hour_of_week', 'hour_of_day', 'trailing'] -%}
+    {%- set forced = var('force_baseline_kind') -%}
+    {%- if forced and forced not in kinds -%}
+        {{ exceptions.raise_compiler_error("var force_baseline_kind = '" ~ forced ~ "' is not a baseline kind; use one of " ~ kinds | join(', ') ~ " (or null)") }}
+    {%- endif -%}
+    {%- if var('baseline_center') not in ['median', 'mean'] -%}
+        {{ exceptions.raise_compiler_error("var baseline_center = '" ~ var('baseline_center') ~ "' is not allowed; use median or mean") }}
+    {%- endif -%}
+    {%- for kind in var('alerting_baseline_kinds') -%}
+        {%- if kind not in kinds -%}
+            {{ exceptions.raise_compiler_error("var alerting_baseline_kinds names '" ~ kind ~ "'; allowed: " ~ kinds | join(', ')) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- for kind, hours in var('level_hours').items() -%}
+        {%- if kind not in kinds or hours is not number or hours < 2 -%}
+            {{ exceptions.raise_compiler_error("var level_hours maps '" ~ kind ~ "' to " ~ hours ~ "; use baseline kinds (" ~ kinds | join(', ') ~ ") mapped to a number of hours >= 2") }}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if var('spread_tail_cap') is not number or var('spread_tail_cap') < 0 -%}
+        {{ exceptions.raise_compiler_error("var spread_tail_cap must be a number >= 0 (0: no tail term), got " ~ var('spread_tail_cap')) }}
+    {%- endif -%}
+    {%- for name in ['baseline_weeks', 'baseline_days', 'trailing_hours', 'spread_hours', 'spread_lag_hours', 'min_spread_points'] -%}
+        {%- if var(name) is not number or var(name) < 1 -%}
+            {{ exceptions.raise_compiler_error("var " ~ name ~ " must be a positive number, got " ~ var(name)) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- do tail_quantile_z() -%}
+{%- endmacro %}
+
+{#- the one-sided normal quantile of var spread_tail_quantile: the residual of a normal series
+    exceeds its q-quantile as often as a z of this size -#}
+{% macro tail_quantile_z() -%}
+    {%- set table = {0.9: 1.282, 0.95: 1.645, 0.98: 2.054, 0.99: 2.326, 0.995: 2.576} -%}
+    {%- set q = var('spread_tail_quantile') -%}
+    {%- if q not in table -%}
+        {{ exceptions.raise_compiler_error("var spread_tail_quantile = " ~ q ~ " is not allowed; use one of " ~ table.keys() | list | join(', ')) }}
+    {%- endif -%}
+    {{ return(table[q]) }}
 {%- endmacro %}

@@ -77,6 +77,45 @@ chosen as (
     select *, {{ baseline_choice(metrics, kinds) }} from kinded
 ),
 
+deviations as (
+    select *, {{ baseline_deviations(metrics) }} from chosen
+),
+
+leveled as (
+    select *, {{ baseline_levels(series, metrics) }} from deviations
+),
+
+residuals as (
+    select *, {{ baseline_residuals(metrics) }} from leveled
+),
+
+banded as (
+    select *, {{ volume_band('calls_baseline') }} as volume_band from residuals
+),
+
+bodies as (
+    select
+        *,
+        {{ baseline_spread_bodies(series, metrics) }},
+        -- what the series usually spends in a day: the scale of "money at stake"
+        round(cast(24 * avg(cost_usd) over (
+            partition by {{ keys }} order by hour_index range between 168 preceding and 1 preceding
+        ) as double), 9) as typical_daily_cost_usd
+    from banded
+),
+
+scoped as (
+    select *, {{ baseline_spread_choice(metrics) }} from bodies
+),
+
+capped as (
+    select *, {{ baseline_capped_residuals(metrics) }} from scoped
+),
+
+spreads as (
+    select *, {{ baseline_spread_tails(series, metrics) }} from capped
+),
+
 final as (
     select
         hour_at,
@@ -90,9 +129,10 @@ final as (
         retry_rate,
         error_rate,
         hour_of_week,
+        typical_daily_cost_usd,
         baseline_kind,
         {{ baseline_scores(metrics) }}
-    from chosen
+    from spreads
     where {{ hour_window_filter('hour_at') }}
 )
 {%- endmacro %}

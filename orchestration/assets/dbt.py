@@ -63,8 +63,10 @@ def window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
     dagster_dbt_translator=TRANSLATOR,
 )
 def spendwatch_dbt_seeds(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    """Price list, aliases, catalog, thresholds, policy, budgets (unpartitioned)."""
-    yield from dbt.cli(["build", *EXCLUDE_UNIT_TESTS], context=context).stream()
+    """Price list, aliases, catalog, thresholds, policy, budgets (unpartitioned). Reloaded
+    whole (`--full-refresh`): a seed that gained a column (a new threshold) is recreated with
+    it instead of failing against the table loaded from its older version."""
+    yield from dbt.cli(["build", "--full-refresh", *EXCLUDE_UNIT_TESTS], context=context).stream()
 
 
 DETECTION = "path:models/marts/anomalies"

@@ -8,9 +8,10 @@
 }}
 -- Every detector's findings in one shape, one row per (hour, detector, metric, dimension).
 -- anomaly_id is the same for the same hour, detector and dimension, so re-running never
--- duplicates; consecutive hours of one finding share an incident_key (detector + dimension +
--- first hour; budget incidents by month) so alerting can group them. A cost spike that
--- another detector already explains (same feature and hour) is left out.
+-- duplicates; the hours of one finding share an incident_key (detector + dimension + first
+-- hour; budget incidents by month) as long as no more than one quiet hour separates them, so
+-- alerting can group them. A cost spike that another detector already explains (same feature
+-- and hour) is left out.
 {%- set detectors = ['volume_spike', 'cost_per_call', 'cost_spike', 'cache_efficiency',
                      'model_drift', 'retry_storm', 'budget_burn', 'telemetry_gap',
                      'data_quality'] %}
@@ -42,13 +43,26 @@ kept as (
     where not (detected.detector = 'cost_spike' and explained.hour_at is not null)
 ),
 
-islands as (
+ordered as (
     select
         *,
-        {{ hour_index('hour_at') }} - row_number() over (
+        lag(hour_at) over (
             partition by {{ dimension | join(', ') }} order by hour_at
-        ) as island
+        ) as previous_hour_at
     from kept
+),
+
+islands as (
+    -- a new incident starts after more than one quiet hour: one quiet hour inside an incident
+    -- (a dip below the threshold) does not split it
+    select
+        *,
+        sum(case when previous_hour_at is null
+                or {{ hours_between('previous_hour_at', 'hour_at') }} > 2 then 1 else 0 end) over (
+            partition by {{ dimension | join(', ') }} order by hour_at
+            rows between unbounded preceding and current row
+        ) as island
+    from ordered
 ),
 
 incidents as (

@@ -1,4 +1,8 @@
 -- Fewer calls read the prompt cache than they should, on features whose policy expects caching.
+-- The thresholds are absolute (hit rate < warning / < critical); where the series has a
+-- scored baseline the rate must also have fallen from it (z <= -min_z), so a feature that
+-- always caches little is not flagged every hour. Critical in its first hour; a warning waits
+-- for a second candidate hour (warning_confirm_hours).
 with hourly as (
     select * from {{ ref('agg_hourly_feature_cost') }}
 ),
@@ -14,10 +18,28 @@ caching_features as (
 scored as (
     select
         hourly.*,
-        {{ threshold_columns(['warning_threshold', 'critical_threshold', 'min_calls']) }}
+        {{ hour_index('hourly.hour_at') }} as hour_index,
+        {{ threshold_columns(['warning_threshold', 'critical_threshold', 'min_calls', 'min_z',
+            'min_excess_usd', 'min_excess_share', 'warning_confirm_hours']) }},
+        cost_usd - calls * cost_per_call_usd_baseline as excess_usd
     from hourly
     inner join caching_features on caching_features.feature = hourly.feature
     {{ join_thresholds('hourly.feature') }}
+),
+
+flagged as (
+    select
+        *,
+        calls >= min_calls
+            and cache_hit_rate < warning_threshold
+            and coalesce(cache_hit_rate_z <= -min_z, true)
+            and {{ is_material('excess_usd') }} as is_candidate
+    from scored
+),
+
+paired as (
+    select *, {{ previous_candidate('1', 'is_candidate') }} as candidate_before
+    from flagged
 ),
 
 final as (
@@ -32,7 +54,7 @@ final as (
         cast(null as varchar) as team_id,
         {{ baselined_metric('cache_hit_rate') }},
         cache_hit_rate / nullif(cache_hit_rate_baseline, 0) as ratio_to_baseline,
-        {{ money('cost_usd - calls * cost_per_call_usd_baseline') }} as estimated_excess_cost_usd,
+        {{ money('excess_usd') }} as estimated_excess_cost_usd,
         feature || '/' || environment || ': ' || {{ format_decimal('100 * cache_hit_rate', 0) }}
             || ' % of ' || {{ format_count('calls') }} || ' calls read the prompt cache in '
             || {{ hour_label('hour_at') }} || ' UTC (usually '
@@ -40,9 +62,13 @@ final as (
             || '; alert below ' || {{ format_decimal('100 * warning_threshold', 0) }} || ' %)'
             as message,
         {{ runbook('cache_efficiency') }} as runbook
-    from scored
-    where calls >= min_calls
-        and cache_hit_rate < warning_threshold
+    from paired
+    where is_candidate
+        and (
+            cache_hit_rate < critical_threshold
+            or coalesce(warning_confirm_hours, 1) <= 1
+            or candidate_before is not null
+        )
 )
 
 select * from final

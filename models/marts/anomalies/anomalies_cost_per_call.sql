@@ -1,7 +1,10 @@
 -- Each call costs much more than it usually does (prompt bloat, longer outputs, a pricier mix).
+-- Candidate hour: cost per call >= warning × baseline, >= min_calls priced calls,
+-- z >= min_z / sqrt(2), money at stake. Critical (>= critical × baseline, z >= min_z, an
+-- excess of critical_min_excess_share of a usual day) in its first hour; a warning waits for a
+-- second candidate hour (see anomalies_volume_spike).
 with hourly as (
     select * from {{ ref('agg_hourly_feature_cost') }}
-    where {{ alerting_baseline() }}
 ),
 
 {{ detector_thresholds('cost_per_call') }},
@@ -9,35 +12,58 @@ with hourly as (
 scored as (
     select
         hourly.*,
-        {{ threshold_columns(['warning_threshold', 'critical_threshold', 'min_calls', 'min_z']) }},
-        cost_per_call_usd / nullif(cost_per_call_usd_baseline, 0) as ratio
+        {{ hour_index('hourly.hour_at') }} as hour_index,
+        {{ threshold_columns(['warning_threshold', 'critical_threshold', 'min_calls', 'min_z',
+            'min_excess_usd', 'min_excess_share', 'critical_min_excess_share',
+            'warning_confirm_hours']) }},
+        cost_per_call_usd / nullif(cost_per_call_usd_baseline, 0) as ratio,
+        (cost_per_call_usd - cost_per_call_usd_baseline) * priced_calls as excess_usd
     from hourly
     {{ join_thresholds('hourly.feature') }}
+),
+
+flagged as (
+    select
+        *,
+        {{ alerting_baseline() }}
+            and priced_calls >= min_calls
+            and {{ is_material('excess_usd') }}
+            and ratio >= warning_threshold
+            and cost_per_call_usd_z >= min_z / sqrt(2) as is_candidate
+    from scored
+),
+
+paired as (
+    select *, {{ previous_candidate('cost_per_call_usd_z', 'is_candidate') }} as z_before
+    from flagged
 ),
 
 final as (
     select
         hour_at,
         'cost_per_call' as detector,
-        case when ratio >= critical_threshold then 'critical' else 'warning' end as severity,
+        case when ratio >= critical_threshold and {{ is_critical_material('excess_usd') }}
+            then 'critical' else 'warning' end as severity,
         feature,
         environment,
         cast(null as varchar) as model,
         cast(null as varchar) as team_id,
         {{ baselined_metric('cost_per_call_usd') }},
         ratio as ratio_to_baseline,
-        {{ money('(cost_per_call_usd - cost_per_call_usd_baseline) * priced_calls') }}
-            as estimated_excess_cost_usd,
+        {{ money('excess_usd') }} as estimated_excess_cost_usd,
         feature || '/' || environment || ': ' || {{ format_usd('cost_per_call_usd') }}
             || ' per call in ' || {{ hour_label('hour_at') }} || ' UTC over '
             || {{ format_count('priced_calls') }} || ' calls, ' || {{ format_decimal('ratio') }}
             || '× the usual ' || {{ format_usd('cost_per_call_usd_baseline') }} || ' '
             || {{ baseline_phrase('baseline_kind', 'hour_at') }} as message,
         {{ runbook('cost_per_call') }} as runbook
-    from scored
-    where priced_calls >= min_calls
-        and cost_per_call_usd_z >= min_z
-        and ratio >= warning_threshold
+    from paired
+    where is_candidate
+        and (
+            (ratio >= critical_threshold and cost_per_call_usd_z >= min_z
+                and {{ is_critical_material('excess_usd') }})
+            or {{ has_evidence('cost_per_call_usd_z', 'z_before') }}
+        )
 )
 
 select * from final

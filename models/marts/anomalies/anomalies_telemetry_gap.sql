@@ -1,5 +1,9 @@
 -- A series with steady traffic reports nothing: an instrumentation, shipping or ingest break.
--- Warning at the first silent hour, critical when `critical_threshold` hours in a row are silent.
+-- Warning at the first silent hour, critical when `critical_threshold` hours in a row are silent;
+-- only where at least min_calls were expected, silence is far outside the series' own spread
+-- (calls_z <= -min_z) and the series is steady: silent in at most max_silent_share of its
+-- previous spread_hours (this silence aside). A series that often goes quiet is not broken
+-- when it goes quiet again.
 with hourly as (
     select * from {{ ref('agg_hourly_feature_cost') }}
 ),
@@ -28,13 +32,27 @@ streaks as (
 
 {{ detector_thresholds('telemetry_gap') }},
 
-scored as (
+thresholded as (
     select
         streaks.*,
-        {{ threshold_columns(['warning_threshold', 'critical_threshold']) }},
+        {{ threshold_columns(['warning_threshold', 'critical_threshold', 'min_z',
+            'max_silent_share']) }},
         {{ threshold('min_calls') }} as min_expected_calls
     from streaks
     {{ join_thresholds('streaks.feature') }}
+),
+
+scored as (
+    -- how often the series fell silent where calls were expected, in the window before this
+    -- silence began (its own earlier hours are taken out)
+    select
+        *,
+        count(case when calls = 0 and calls_baseline >= min_expected_calls then 1 end) over (
+            partition by feature, environment
+            order by {{ hour_index('hour_at') }}
+            range between {{ var('spread_hours') }} preceding and 1 preceding
+        ) - (silent_hours_in_a_row - 1) as earlier_silent_hours
+    from thresholded
 ),
 
 final as (
@@ -59,6 +77,8 @@ final as (
     where calls = 0
         and {{ alerting_baseline() }}
         and calls_baseline >= min_expected_calls
+        and coalesce(calls_z <= -min_z, true)
+        and earlier_silent_hours <= coalesce(max_silent_share, 1) * {{ var('spread_hours') }}
         and silent_hours_in_a_row >= warning_threshold
 )
 
