@@ -11,7 +11,7 @@ export DBT_PROFILES_DIR := $(CURDIR)
 export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install demo test ui lint format docs bench manifest clean
+.PHONY: install demo test ui lint format docs bench eval-detection manifest clean
 
 install: $(STAMP)
 
@@ -54,6 +54,11 @@ docs: $(MANIFEST)
 
 bench: $(MANIFEST)
 	$(BIN)/python -m benchmarks
+
+# The detectors on the real traffic traces of ../shared/data/traffic (about 40 minutes on 2 cores);
+# writes the table into docs/detection.md. A small version runs in `make test`.
+eval-detection: $(MANIFEST)
+	$(BIN)/python -m benchmarks.detection_eval --write-docs
 
 clean:
 	rm -rf target logs .pytest_cache .ruff_cache
