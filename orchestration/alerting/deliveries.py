@@ -330,7 +330,7 @@ def record(con: duckdb.DuckDBPyConnection, results: list[Result], token: str) ->
             status = {"sent": "sent", "retry": "pending", "failed": "failed"}[res.outcome]
             sql = f"""
                 update ops.alert_deliveries set
-                    status = ?, attempts = attempts + 1, last_error = ?,
+                    status = ?, attempts = attempts + 1, last_error = coalesce(?, last_error),
                     first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ?,
                     next_attempt_at = ?, sent_at = ?, claimed_by = null, claimed_until = null
                 {where} returning 1
