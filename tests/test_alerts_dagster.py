@@ -104,6 +104,7 @@ def test_the_alerts_job_delivers_and_the_backlog_sensor_finds_retries(home, wire
 
     (request,) = backlog().run_requests  # an incident nobody has been told about
     assert request.tags["spendwatch/reason"] == "backlog: 3 new"
+    assert SOURCE_RUN_TAG not in request.tags  # no pipeline run has materialized anomalies
     result = defs.resolve_job_def("alerts").execute_in_process(
         instance=instance, tags={SOURCE_RUN_TAG: "pipeline-run-0001"}
     )
@@ -213,14 +214,14 @@ def test_end_to_end_pipeline_run_sensor_job_channels(tmp_path, dbt_manifest, wir
     serve_channels(httpserver)
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     last = end - timedelta(hours=1)
-    start = end - timedelta(days=3)
+    start = end - timedelta(days=1)
     spec = tmp_path / "incidents.json"
     # smart-reply has the most traffic: enough fallback calls even on a Sunday night
     spec.write_text(json.dumps([{"type": "model_fallback", "feature": "smart-reply",
                                  "start": (end - timedelta(hours=2)).isoformat(), "hours": 2,
                                  "params": {"share": 0.7}}]))  # fmt: skip
     with isolated_home(tmp_path / "home") as p:
-        generate(p.landing, start, 3, 20_000, 5, load_incidents(str(spec), start, 3))
+        generate(p.landing, start, 1, 20_000, 5, load_incidents(str(spec), start, 1))
         load_window(p.warehouse, p.landing, start, last, now=end)  # the history, without Dagster
         window = {"start_hour": f"{start:%Y-%m-%d %H:%M:%S}",
                   "end_hour": f"{last:%Y-%m-%d %H:%M:%S}"}  # fmt: skip
@@ -246,6 +247,9 @@ def test_end_to_end_pipeline_run_sensor_job_channels(tmp_path, dbt_manifest, wir
         with dg.build_sensor_context(instance=instance, cursor=cursor) as context:
             (request,) = alerts_on_anomalies.evaluate_tick(context).run_requests
         assert request.run_key == f"anomalies:{pipeline.run_id}"
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+            (backlog,) = alert_backlog.evaluate_tick(context).run_requests  # the same work
+        assert backlog.tags[SOURCE_RUN_TAG] == pipeline.run_id
         alerts = defs.resolve_job_def("alerts").execute_in_process(
             instance=instance, tags=request.tags
         )

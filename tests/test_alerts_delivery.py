@@ -503,7 +503,7 @@ def test_the_alert_run_waits_while_another_process_writes(tmp_path, wired) -> No
     wh = build_warehouse(tmp_path / "w.duckdb", [anomaly(hours_ago(1), severity="warning")])
     holder = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
-         "print('locked', flush=True); time.sleep(2)", str(wh)],
+         "print('locked', flush=True); time.sleep(1.5)", str(wh)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert holder.stdout.readline().strip() == "locked"
@@ -517,7 +517,7 @@ def test_the_alert_run_waits_while_another_process_writes(tmp_path, wired) -> No
 
     holder = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
-         "print('locked', flush=True); time.sleep(3)", str(wh)],
+         "print('locked', flush=True); time.sleep(2)", str(wh)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert holder.stdout.readline().strip() == "locked"

@@ -4,6 +4,8 @@ line, route matching, and which alerts a run adds (stale, muted, repeated, storm
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -225,3 +227,13 @@ def test_redaction_covers_secrets_and_the_secret_path_of_a_webhook(routing) -> N
     assert redact(text) == ("POST [redacted] failed; proxy said [redacted]; key [redacted]; "
                             "pw [redacted]")  # fmt: skip
     assert "XXXX" not in repr(settings) and "R0UT" not in repr(settings)
+
+
+def test_the_alerts_commands_do_not_import_dagster_or_dbt() -> None:
+    code = (
+        "import sys, spendwatch.cli, orchestration.alerting.commands\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'dbt', 'pandas'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60, cwd=REPO)  # fmt: skip
+    assert out.stdout.strip() == "[]"

@@ -82,7 +82,7 @@ def print_report(report: RunReport, console: Console) -> None:
         suppressed = {s: n for s, n in report.planned.items() if s != "pending"}
         if suppressed:
             console.print(
-                "  would be recorded without sending: "
+                "  held back (not sent): "
                 + ", ".join(f"{n} {s}" for s, n in sorted(suppressed.items()))
             )
         return

@@ -132,6 +132,8 @@ def run_alerts(
         missing = found[channel].missing if channel in found else "no longer in the routing file"
         report.unconfigured_counts[channel] = n
         logger.info(f"{channel}: not configured ({missing}); skipping {n} alert(s)")
+    if new.plan.unrouted:
+        logger.info(f"{new.plan.unrouted} incident(s) match no route in {routing.path.name}")
     if dry_run:
         for d in claimed:
             report.previews.append((d, preview_text(d, settings)))

@@ -99,7 +99,11 @@ def alert_backlog(context: dg.SensorEvaluationContext, spendwatch: SpendwatchHom
         return dg.SkipReason(f"routing file invalid, nothing can be routed: {exc}")
     if not work:
         return dg.SkipReason("no alert due (nothing new, no retry waiting)")
+    tags = {"spendwatch/reason": f"backlog: {work}"}
+    latest = context.instance.get_latest_materialization_event(ANOMALIES_ASSET)
+    if latest is not None and latest.run_id:  # new alerts link the run that found them
+        tags[SOURCE_RUN_TAG] = latest.run_id
     return dg.RunRequest(
         run_key=None,  # the same backlog may need a second run if the first one fails
-        tags={"spendwatch/reason": f"backlog: {work}"},
+        tags=tags,
     )
