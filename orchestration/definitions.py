@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from orchestration.alerting.sensor import alert_backlog, alerts_job, alerts_on_anomalies
 from orchestration.assets.checks import priced_share
 from orchestration.assets.dbt import (
     spendwatch_dbt_detection,
@@ -18,9 +19,9 @@ from orchestration.sensors import late_landing_files
 defs = dg.Definitions(
     assets=[raw_llm_calls, spendwatch_dbt_seeds, spendwatch_dbt_models, spendwatch_dbt_detection],
     asset_checks=[lines_reconcile, priced_share],
-    jobs=[hourly_pipeline, reference_data],
+    jobs=[hourly_pipeline, reference_data, alerts_job],
     schedules=[hourly_schedule],
-    sensors=[late_landing_files],
+    sensors=[late_landing_files, alerts_on_anomalies, alert_backlog],
     resources=build_resources(),
     executor=dg.in_process_executor,
 )

@@ -1,4 +1,4 @@
-"""The `spendwatch` command: demo, generate, materialize, prices, import-otel.
+"""The `spendwatch` command: demo, generate, materialize, alerts, prices, import-otel.
 
 Dagster and dbt are imported inside the commands that run them, so `spendwatch --help` and
 `import spendwatch` stay light.
@@ -7,6 +7,7 @@ Dagster and dbt are imported inside the commands that run them, so `spendwatch -
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -71,14 +72,14 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from orchestration.runner import materialize_range
-    from spendwatch.generator import default_incidents, generate
+    from spendwatch.generator import generate, load_incidents
 
     p = paths(args.home)
     end = _current_hour()
     start = end - timedelta(days=args.days)
     console.rule("spendwatch demo")
     began = time.monotonic()
-    incidents = default_incidents(start, args.days)
+    incidents = load_incidents(args.incidents, start, args.days)
     gen = generate(p.landing, start, args.days, args.calls_per_day, args.seed, incidents)
     console.print(
         f"1. generated [bold]{gen.calls:,}[/] calls over {args.days} days "
@@ -97,8 +98,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{summary.log_path})"
     )
     print_summary(p, start, end)
+    demo_alerts(p, summary.run_id)
     console.print(f"demo finished in {time.monotonic() - began:.0f} s")
     return 0
+
+
+def demo_alerts(p: Paths, run_id: str) -> None:
+    """The alerts of the run's fresh incidents: sent when a channel is configured, else the
+    dry run's preview (what would be sent where)."""
+    from orchestration.alerting.commands import send
+    from orchestration.alerting.deliveries import WarehouseBusy
+
+    configured = any(
+        os.environ.get(v)
+        for v in ("SPENDWATCH_SLACK_WEBHOOK_URL", "SPENDWATCH_PAGERDUTY_ROUTING_KEY",
+                  "SPENDWATCH_SMTP_HOST")
+    )  # fmt: skip
+    how = "sending" if configured else "no channel configured: dry run of"
+    console.print(f"4. alerts: {how} the alerts of fresh incidents (`spendwatch alerts send`)")
+    try:
+        send(p, console, dry_run=not configured, source_run_id=run_id)
+    except (ValueError, WarehouseBusy) as exc:
+        console.print(f"[red]alerts not sent:[/] {exc}")
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from orchestration.alerting import commands
+    from orchestration.alerting.deliveries import WarehouseBusy
+
+    p = paths(args.home)
+    try:
+        match args.alerts_command:
+            case "send":
+                return commands.send(p, console, args.dry_run)
+            case "list":
+                return commands.list_incidents(p, console, args.hours)
+            case "test":
+                return commands.test_channels(console)
+            case "mute" if args.list:
+                return commands.list_mutes(p, console)
+            case "mute":
+                return commands.mute(p, console, args.feature, args.detector, args.environment,
+                                     args.duration, args.until, args.reason)  # fmt: skip
+            case "unmute":
+                return commands.unmute(p, console, args.mute_id)
+    except WarehouseBusy as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 3
+    return 2
 
 
 def print_summary(p: Paths, start: datetime, end: datetime) -> None:
@@ -179,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=28)
     demo.add_argument("--calls-per-day", type=int, default=20_000)
     demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument(
+        "--incidents", default="default", help="default | none | path of a JSON list of incidents"
+    )
     demo.set_defaults(func=cmd_demo)
 
     gen = sub.add_parser("generate", help="write synthetic call logs in the landing layout")
@@ -205,6 +255,33 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--start", type=_hour, required=True, help="first hour, ISO")
     mat.add_argument("--end", type=_hour, help="end hour, exclusive (default: the current hour)")
     mat.set_defaults(func=cmd_materialize)
+
+    alerts = sub.add_parser(
+        "alerts", help="deliver, list, test and mute alerts (Slack, PagerDuty, email)"
+    )
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
+    send = alerts_sub.add_parser(
+        "send", help="deliver every new or pending alert now (the alerts job, by hand)"
+    )
+    send.add_argument(
+        "--dry-run", action="store_true", help="print what would be sent; send and record nothing"
+    )
+    listing = alerts_sub.add_parser("list", help="open incidents and each channel's delivery state")
+    listing.add_argument(
+        "--hours", type=int, default=24, help="also show incidents active in the last N hours"
+    )
+    alerts_sub.add_parser("test", help="send one test message to every configured channel")
+    mute = alerts_sub.add_parser("mute", help="silence a feature and/or detector for a while")
+    mute.add_argument("--feature")
+    mute.add_argument("--detector")
+    mute.add_argument("--environment")
+    mute.add_argument("--for", dest="duration", help="how long: 30m, 4h, 2d")
+    mute.add_argument("--until", help="until when, ISO (UTC if no offset)")
+    mute.add_argument("--reason", default="")
+    mute.add_argument("--list", action="store_true", help="show the active mutes")
+    unmute = alerts_sub.add_parser("unmute", help="lift a mute set with `alerts mute`")
+    unmute.add_argument("mute_id")
+    alerts.set_defaults(func=cmd_alerts)
 
     # parsed by their own modules (see main); listed here for --help
     sub.add_parser("import-otel", help="convert OTLP/JSON GenAI span exports into landing files")

@@ -7,7 +7,7 @@ Secrets are read here and nowhere else, and are never logged.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_HOME = ".spendwatch"
@@ -58,3 +58,95 @@ def export_environment(p: Paths) -> None:
         config.write_text("telemetry:\n  enabled: false\n")
     os.environ["SPENDWATCH_HOME"] = str(p.home)
     os.environ["DAGSTER_HOME"] = str(p.dagster_home)
+
+
+# --- alerting -------------------------------------------------------------------------------
+
+#: The repository this package runs from (the dbt project, the routing file, the runbooks).
+REPO_DIR = Path(__file__).resolve().parents[1]
+DEFAULT_PAGERDUTY_URL = "https://events.pagerduty.com"
+DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Where alerts go, from the environment. Secret fields are left out of `repr`, so printing
+    or logging the settings never shows them."""
+
+    slack_webhook_url: str | None = field(default=None, repr=False)
+    pagerduty_routing_key: str | None = field(default=None, repr=False)
+    pagerduty_url: str = DEFAULT_PAGERDUTY_URL
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    email_to: tuple[str, ...] = ()
+    email_from: str | None = None
+    runbook_base_url: str = (REPO_DIR / "docs" / "runbooks").as_uri() + "/"
+    dagster_url: str = DEFAULT_DAGSTER_URL
+    routing_file: Path = REPO_DIR / "alerting.yml"
+    #: how long an alert run waits for the warehouse while another process writes it
+    warehouse_wait_seconds: float = 600.0
+
+    def secrets(self) -> list[str]:
+        """Every secret value configured here (the redaction list for errors and logs)."""
+        return [
+            s for s in (self.slack_webhook_url, self.pagerduty_routing_key, self.smtp_password) if s
+        ]
+
+
+def alert_settings() -> AlertSettings:
+    """Read the alerting settings from the environment (DESIGN.md, Configuration):
+
+    `SPENDWATCH_SLACK_WEBHOOK_URL`, `SPENDWATCH_PAGERDUTY_ROUTING_KEY`,
+    `SPENDWATCH_PAGERDUTY_URL` (base; events go to `<base>/v2/enqueue`), `SPENDWATCH_SMTP_HOST`,
+    `SPENDWATCH_SMTP_PORT` (25; 465 = implicit TLS), `SPENDWATCH_SMTP_USER`,
+    `SPENDWATCH_SMTP_PASSWORD`, `SPENDWATCH_ALERT_EMAIL_TO` (comma-separated),
+    `SPENDWATCH_ALERT_EMAIL_FROM`, `SPENDWATCH_RUNBOOK_BASE_URL` (where `<detector>.md` is read;
+    default this checkout's docs/runbooks), `SPENDWATCH_DAGSTER_URL` (links to runs),
+    `SPENDWATCH_ALERT_ROUTING` (the routing file; default `alerting.yml` in the repository),
+    `SPENDWATCH_WAREHOUSE_WAIT_SECONDS` (600).
+    """
+    port = _env("SPENDWATCH_SMTP_PORT") or "25"
+    wait = _env("SPENDWATCH_WAREHOUSE_WAIT_SECONDS") or "600"
+    for name, value in (
+        ("SPENDWATCH_SMTP_PORT", port),
+        ("SPENDWATCH_WAREHOUSE_WAIT_SECONDS", wait),
+    ):
+        try:
+            float(value)
+        except ValueError:
+            raise ValueError(f"{name}={value!r} is not a number") from None
+    base = _env("SPENDWATCH_RUNBOOK_BASE_URL") or AlertSettings.runbook_base_url
+    routing = _env("SPENDWATCH_ALERT_ROUTING")
+    return AlertSettings(
+        slack_webhook_url=_env("SPENDWATCH_SLACK_WEBHOOK_URL"),
+        pagerduty_routing_key=_env("SPENDWATCH_PAGERDUTY_ROUTING_KEY"),
+        pagerduty_url=(_env("SPENDWATCH_PAGERDUTY_URL") or DEFAULT_PAGERDUTY_URL).rstrip("/"),
+        smtp_host=_env("SPENDWATCH_SMTP_HOST"),
+        smtp_port=int(float(port)),
+        smtp_user=_env("SPENDWATCH_SMTP_USER"),
+        smtp_password=_env("SPENDWATCH_SMTP_PASSWORD"),
+        email_to=tuple(
+            a.strip() for a in (_env("SPENDWATCH_ALERT_EMAIL_TO") or "").split(",") if a.strip()
+        ),
+        email_from=_env("SPENDWATCH_ALERT_EMAIL_FROM"),
+        runbook_base_url=base if base.endswith("/") else base + "/",
+        dagster_url=(_env("SPENDWATCH_DAGSTER_URL") or DEFAULT_DAGSTER_URL).rstrip("/"),
+        routing_file=Path(routing).expanduser().resolve()
+        if routing
+        else AlertSettings.routing_file,
+        warehouse_wait_seconds=float(wait),
+    )
+
+
+def secret_from_env(name: str) -> str | None:
+    """A secret the routing file names by its environment variable (a team's own Slack
+    webhook, a team's PagerDuty routing key): the file holds the variable's name, never the
+    value."""
+    return _env(name)

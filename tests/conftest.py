@@ -13,6 +13,9 @@ from spendwatch.config import Paths
 
 REPO = Path(__file__).resolve().parents[1]
 
+# fixtures of the alerting tests (a real SMTP server on localhost)
+pytest_plugins = ["alert_support"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_tools() -> None:
