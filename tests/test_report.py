@@ -726,6 +726,22 @@ def test_incidents_table_lists_the_warehouse_incidents(report: Path, browser, ho
         "#incidents-table thead th", "hs => hs.map((h) => h.textContent)"
     )
     assert "Delivery" not in headers and headers[-1] == "Runbook"
+    # the baseline chart marks the hours the detectors flagged for the chosen series
+    select(opened, "#f-env", "production")
+    select(opened, "#band-feature", "code-review")
+    flagged = page.evaluate("""() => document.getElementById('chart-band').data
+        .filter((t) => t.name === 'anomalous hours').map((t) => [t.x, t.text])[0]""")
+    hours = query(
+        home,
+        """select strftime(hour_at, '%Y-%m-%d %H:%M'), string_agg(distinct detector, ', '
+               order by detector)
+           from marts.anomalies where feature = 'code-review' and environment = 'production'
+             and detector <> 'budget_burn' and hour_at >= ?
+           group by 1 order by 1""",
+        [since],
+    )
+    assert [list(h) for h in zip(*flagged, strict=True)] == [list(h) for h in hours]
+    assert ["2026-11-26 17:00", "model_drift"] in [list(h) for h in hours]
     # the runbook opens in the page, from the text embedded at build time
     page.click("#incidents-table tbody tr[data-detector='model_drift'] button.link")
     assert page.inner_text("#runbook-title") == "docs/runbooks/model_drift.md"

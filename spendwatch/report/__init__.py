@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import duckdb
+
 from spendwatch.report import queries
 from spendwatch.report.queries import ReportError, Window
 
@@ -75,8 +77,10 @@ def collect(
         raise ReportError(f"--days must be between 1 and {MAX_DAYS}; got {days}")
     timings = timings if timings is not None else {}
     clock = [time.monotonic()]
+    current = [0]
 
     def step(i: int) -> None:
+        current[0] = i
         if i > 0:
             now = time.monotonic()
             timings[STEPS[i - 1]] = round(now - clock[0], 3)
@@ -104,12 +108,10 @@ def collect(
         step(2)
         fm = queries.feature_model_periods(con, window)
         step(3)
-        drivers = {
-            name: queries.drivers(con, window, column)
-            for name, column in queries.DRIVER_DIMENSIONS.items()
-        }
+        drivers = queries.drivers(con, window)
         step(4)
         band = queries.band(con, window)
+        flagged = queries.anomaly_hours(con, window)
         step(5)
         kpis = queries.kpis(con, window)
         budgets = queries.budgets(con, window)
@@ -127,6 +129,12 @@ def collect(
         }
         step(8)
         prices = queries.prices(con)
+    except duckdb.Error as exc:
+        raise ReportError(
+            f"reading the warehouse {warehouse} failed ({STEPS[current[0]]}): {exc}. A warehouse "
+            "built by another spendwatch version may lack a table or column the report reads: "
+            "rebuild the marts with `spendwatch materialize --start …`"
+        ) from exc
     finally:
         con.close()
     step(9)
@@ -160,6 +168,7 @@ def collect(
         "fm": fm,
         "drivers": drivers,
         "band": band,
+        "anomaly_hours": flagged,
         "kpis": kpis,
         "budgets": budgets,
         "team_budgets": team_budgets,

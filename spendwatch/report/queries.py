@@ -384,61 +384,89 @@ def feature_model_periods(con, window: Window) -> dict[str, list]:
     )
 
 
-def drivers(con, window: Window, key_column: str) -> dict[str, list]:
-    """The top entities (teams, users or endpoints) by spend per period and filter scope:
-    every environment or one, every feature or one of the top features."""
-    ranges = window.ranges
+def _case(whens) -> str:
+    return "case " + " ".join(f"when {cond} then {value}" for cond, value in whens) + " end"
+
+
+def drivers(con, window: Window) -> dict[str, list]:
+    """The top teams, users and endpoints by spend per period and filter scope (every
+    environment or one × every feature or one of the top features), with the period before.
+
+    One scan: the calls are first summed per entity and age bucket (the buckets end at each
+    period's length and twice it), which leaves far fewer rows than calls; the periods and
+    the twelve filter scopes are then sums over those rows."""
+    bounds = sorted({h for hours in window.ranges for h in (hours, 2 * hours)})
+    bucket = _case((f"age <= {b}", str(i)) for i, b in enumerate(bounds))
     sums = ",\n".join(
-        f"""count(*) filter (where age <= {h}) as calls_{i},
-            count(*) filter (where age <= {h} and is_priced) as priced_calls_{i},
-            coalesce(sum(cost_usd) filter (where age <= {h}), 0) as cost_{i},
-            count(*) filter (where age > {h} and age <= {2 * h}) as prev_calls_{i},
-            coalesce(sum(cost_usd) filter (where age > {h} and age <= {2 * h}), 0)
-                as prev_cost_{i}"""
-        for i, h in enumerate(ranges)
+        f"""sum(calls) filter (where bucket <= {bounds.index(h)}) as calls_{i},
+            sum(priced_calls) filter (where bucket <= {bounds.index(h)}) as priced_calls_{i},
+            coalesce(sum(cost) filter (where bucket <= {bounds.index(h)}), 0) as cost_{i},
+            coalesce(sum(calls) filter (where bucket > {bounds.index(h)}
+                and bucket <= {bounds.index(2 * h)}), 0) as prev_calls_{i},
+            coalesce(sum(cost) filter (where bucket > {bounds.index(h)}
+                and bucket <= {bounds.index(2 * h)}), 0) as prev_cost_{i}"""
+        for i, h in enumerate(window.ranges)
     )
+    sets = ", ".join(
+        f"(environment, feature, {k}), (environment, {k}), (feature, {k}), ({k})"
+        for k in DRIVER_DIMENSIONS.values()
+    )
+    dimension = _case(
+        (f"grouping({column}) = 0", f"'{name}'") for name, column in DRIVER_DIMENSIONS.items()
+    )
+    key = _case((f"grouping({column}) = 0", column) for column in DRIVER_DIMENSIONS.values())
     long = "\nunion all\n".join(
-        f"""select {i} as r, all_env, all_feat, environment, feature, key, calls_{i} as calls,
-            priced_calls_{i} as priced_calls, cost_{i} as cost, prev_calls_{i} as prev_calls,
-            prev_cost_{i} as prev_cost
+        f"""select dim, {i} as r, all_env, all_feat, environment, feature, key,
+            calls_{i} as calls, priced_calls_{i} as priced_calls, cost_{i} as cost,
+            prev_calls_{i} as prev_calls, prev_cost_{i} as prev_cost
         from scoped where calls_{i} > 0"""
-        for i in range(len(ranges))
+        for i in range(len(window.ranges))
     )
+    columns = ", ".join(DRIVER_DIMENSIONS.values())
     return fetch(
         con,
         f"""
-        with calls as (
-            select environment, feature, {key_column} as key, is_priced, cost_usd,
+        with aged as (
+            select environment, feature, {columns}, is_priced, cost_usd,
                 date_diff('hour', hour_at, $as_of) as age
             from marts.fct_llm_calls
             where hour_at >= $lookback_start and hour_at < $as_of and {ENV_FILTER}
         ),
+        bucketed as (
+            select environment, feature, {columns}, {bucket} as bucket,
+                count(*) as calls,
+                count(*) filter (where is_priced) as priced_calls,
+                coalesce(sum(cost_usd), 0) as cost
+            from aged
+            group by all
+        ),
         scoped as (
             select
+                {dimension} as dim,
                 grouping(environment) = 1 as all_env,
                 grouping(feature) = 1 as all_feat,
-                environment, feature, key,
+                environment, feature,
+                {key} as key,
                 {sums}
-            from calls
-            group by grouping sets ((environment, feature, key), (environment, key),
-                (feature, key), (key))
+            from bucketed
+            group by grouping sets ({sets})
         ),
         long as (
             {long}
         ),
         ranked as (
             select *, row_number() over (
-                partition by r, all_env, all_feat, environment, feature
+                partition by dim, r, all_env, all_feat, environment, feature
                 order by cost desc, calls desc, key nulls last
             ) as rank
             from long
             where all_feat or feature in (select feature from report_top_features)
         )
-        select r, all_env, all_feat, environment, feature, key, calls, priced_calls,
+        select dim, r, all_env, all_feat, environment, feature, key, calls, priced_calls,
             round(cost, 6)::double as cost, prev_calls, round(prev_cost, 6)::double as prev_cost
         from ranked
         where rank <= {TOP_DRIVERS}
-        order by r, all_env, all_feat, environment, feature, rank
+        order by dim, r, all_env, all_feat, environment, feature, rank
         """,
         window.params("as_of", "lookback_start", "env"),
     )
@@ -463,6 +491,30 @@ def band(con, window: Window) -> dict[str, list]:
         from marts.agg_hourly_feature_cost as mart
         inner join report_top_features as top_features using (feature)
         where hour_at >= $hourly_start and hour_at < $as_of and {ENV_FILTER}
+        order by 1, 2, 3
+        """,
+        window.params("hourly_start", "as_of", "env"),
+    )
+
+
+def anomaly_hours(con, window: Window) -> dict[str, list]:
+    """The hours each top feature had anomalies in (per environment), for the baseline chart.
+    Budget burn is a month-long verdict on spend to date, not on the hour: left out."""
+    if not table_exists(con, "marts", "anomalies"):
+        return {}
+    return fetch(
+        con,
+        f"""
+        select
+            date_diff('hour', $hourly_start, hour_at) as t,
+            environment as e,
+            top_features.idx as f,
+            string_agg(distinct detector, ', ' order by detector) as detectors
+        from marts.anomalies
+        inner join report_top_features as top_features using (feature)
+        where hour_at >= $hourly_start and hour_at < $as_of and detector <> 'budget_burn'
+            and {ENV_FILTER}
+        group by all
         order by 1, 2, 3
         """,
         window.params("hourly_start", "as_of", "env"),

@@ -99,8 +99,9 @@
   const HOURLY = records(D.hourly);
   const DAILY = records(D.daily);
   const BAND = records(D.band);
+  const ANOMALY_HOURS = records(D.anomaly_hours);
   const FM = records(D.fm);
-  const DRIVERS = Object.fromEntries(Object.entries(D.drivers).map(([k, v]) => [k, records(v)]));
+  const DRIVERS = records(D.drivers);
   const KPIS = records(D.kpis);
   const BUDGETS = records(D.budgets);
   const INCIDENTS = records(D.incidents);
@@ -322,15 +323,16 @@
   }
 
   // ------------------------------------------------------------------ spend over time
+  // budget incidents last for the month: a marker, not a shaded month
   function incidentMarks(list, yref) {
-    const shapes = list.map((i) => ({
+    const shapes = list.filter((i) => i.detector !== 'budget_burn').map((i) => ({
       type: 'rect', xref: 'x', yref: 'paper', y0: 0, y1: 1, layer: 'below', line: { width: 0 },
       x0: iso(parseUTC(i.first_hour)), x1: iso(parseUTC(i.last_hour) + HOUR),
       fillcolor: SEVERITY_COLOR[i.severity] || '#999', opacity: 0.13,
     }));
     const marks = list.length ? [{
       type: 'scatter', mode: 'markers', name: 'incidents', yaxis: yref, showlegend: true,
-      x: list.map((i) => iso(parseUTC(i.first_hour))), y: list.map(() => 1),
+      x: list.map((i) => iso(Math.max(parseUTC(i.first_hour), rangeStart()))), y: list.map(() => 1),
       marker: { symbol: 'triangle-down', size: 12, color: list.map((i) => SEVERITY_COLOR[i.severity] || '#999') },
       text: list.map((i) => pt(`${i.severity} ${i.detector}: ${i.message || ''}`)),
       hovertemplate: '%{text}<extra></extra>',
@@ -362,13 +364,23 @@
       const days = new Date(Date.UTC(new Date(monthStart).getUTCFullYear(), new Date(monthStart).getUTCMonth() + 1, 0)).getUTCDate();
       const pace = b.budget_usd / days;
       dshapes.push({ type: 'line', xref: 'x', yref: 'y', x0: isoDay(monthStart - DAY / 2), x1: isoDay(asOf + DAY / 2), y0: pace, y1: pace, line: { color: '#c92a2a', width: 1.5, dash: 'dash' } });
-      annotations.push({ x: isoDay(asOf), y: pace, text: pt(`budget pace ${usd(pace, 0)}/day`), showarrow: false, yanchor: 'bottom', xanchor: 'right', font: { color: '#c92a2a' } });
+      annotations.push({ x: isoDay(monthStart), y: pace, text: pt(`budget pace ${usd(pace, 0)}/day`), showarrow: false, yanchor: 'bottom', xanchor: 'left', bgcolor: 'rgba(255,255,255,0.85)', font: { color: '#c92a2a' } });
     }
     $('daily-caption').textContent = `· ${monthName(prevMonthStart)} and ${monthName(monthStart)} to date`
       + (firstHour > prevMonthStart ? ` (history starts ${nice(firstHour)})` : '');
+    const dayOf = (text) => isoDay(parseUTC(text.slice(0, 10)));
+    const dayIncidents = incidentsInScope(prevMonthStart);
+    const dayMarks = dayIncidents.length ? [{
+      type: 'scatter', mode: 'markers', name: 'incidents', yaxis: 'y2',
+      x: dayIncidents.map((i) => dayOf(i.first_hour)), y: dayIncidents.map(() => 1),
+      marker: { symbol: 'triangle-down', size: 11, color: dayIncidents.map((i) => SEVERITY_COLOR[i.severity] || '#999') },
+      text: dayIncidents.map((i) => pt(`${i.severity} ${i.detector}: ${i.message || ''}`)),
+      hovertemplate: '%{text}<extra></extra>',
+    }] : [];
     const dailyFrom = Math.max(prevMonthStart, Date.UTC(new Date(firstHour).getUTCFullYear(), new Date(firstHour).getUTCMonth(), new Date(firstHour).getUTCDate()));
-    draw('chart-daily', dtraces, {
+    draw('chart-daily', dtraces.length ? dtraces.concat(dayMarks) : [], {
       barmode: 'stack', bargap: 0.15, hovermode: 'x unified', shapes: dshapes, annotations,
+      yaxis2: { overlaying: 'y', range: [0, 1.06], visible: false, fixedrange: true },
       xaxis: { type: 'date', gridcolor: '#eef0f3', range: [isoDay(dailyFrom - DAY / 2), isoDay(asOf + DAY / 2)] },
       yaxis: { tickprefix: '$', gridcolor: '#eef0f3', rangemode: 'tozero' },
     }, 'No calls this month or last for these filters');
@@ -405,17 +417,14 @@
     const hi = b.map((v, i) => (v == null || s[i] == null ? null : (m.rate ? Math.min(1, v + 3 * s[i]) : v + 3 * s[i])));
     const obs = rows.map((r) => r[metric]);
     const feature = FEATURES[fIdx];
-    const inc = INCIDENTS.filter((i) => i.feature === feature && i.environment === env);
-    const flagged = rows.map((r) => {
-      const at = hourlyStart + r.t * HOUR;
-      return inc.some((i) => at >= parseUTC(i.first_hour) && at <= parseUTC(i.last_hour));
-    });
+    const anomalous = new Map(ANOMALY_HOURS.filter((a) => a.f === fIdx && a.e === env).map((a) => [a.t, a.detectors]));
+    const flagged = rows.map((r) => anomalous.has(r.t));
     const traces = rows.length ? [
       { type: 'scatter', mode: 'lines', x, y: lo, line: { width: 0 }, hoverinfo: 'skip', showlegend: false, connectgaps: false },
       { type: 'scatter', mode: 'lines', x, y: hi, fill: 'tonexty', fillcolor: 'rgba(76,110,245,0.15)', line: { width: 0 }, name: 'expected range (baseline ± 3σ)', hoverinfo: 'skip', connectgaps: false },
       { type: 'scatter', mode: 'lines', x, y: b, name: 'seasonal baseline', line: { color: '#4c6ef5', dash: 'dash', width: 1.5 }, hovertemplate: `baseline: %{y:,.4~f}<extra></extra>` },
       { type: 'scatter', mode: 'lines', x, y: obs, name: pt(`${feature} · ${env}`), line: { color: '#1d2330', width: 1.8 }, hovertemplate: `observed: %{y:,.4~f}<extra></extra>` },
-      { type: 'scatter', mode: 'markers', x: x.filter((_, i) => flagged[i]), y: obs.filter((_, i) => flagged[i]), name: 'anomalous hours', marker: { color: '#d62728', size: 8 }, hovertemplate: 'incident hour<extra></extra>' },
+      { type: 'scatter', mode: 'markers', x: x.filter((_, i) => flagged[i]), y: obs.filter((_, i) => flagged[i]), name: 'anomalous hours', marker: { color: '#d62728', size: 8 }, text: rows.filter((_, i) => flagged[i]).map((r) => pt(anomalous.get(r.t))), hovertemplate: 'anomaly: %{text}<extra></extra>' },
     ].filter((t) => t.x.length) : [];
     draw('chart-band', traces, {
       hovermode: 'x unified',
@@ -483,7 +492,7 @@
     const ae = state.env === '*';
     const af = state.feature === '*';
     for (const [dim, title] of [['team', 'Teams'], ['user', 'Users'], ['endpoint', 'Endpoints']]) {
-      const list = DRIVERS[dim].filter((r) => r.r === state.r && r.all_env === ae && r.all_feat === af
+      const list = DRIVERS.filter((r) => r.dim === dim && r.r === state.r && r.all_env === ae && r.all_feat === af
         && (ae || r.environment === state.env) && (af || r.feature === state.feature));
       box.append(driverTable(title, list, total, `${dim}s`, (r) => nameCell(r.key)));
     }
