@@ -458,7 +458,7 @@
         labelCell(r),
         el('td', { class: 'num', text: usd(r.cost, 2) }),
         el('td', null, el('div', { class: 'share' }, el('div', { class: 'bar', style: `width:${Math.max(1, Math.round((share || 0) * 80))}px` }), el('span', { text: pct(share) }))),
-        el('td', { class: 'num' }, delta(r.cost, r.prev_cost, { goodWhen: 'down' })),
+        el('td', { class: 'num' }, delta(r.cost, r.prev_cost, { goodWhen: 'down', noPrev: firstHour > asOf - 2 * rangeHours() * HOUR })),
         el('td', { class: 'num', text: num(r.calls) }),
         el('td', { class: 'num', text: usd(ratio(r.cost, r.priced_calls)) })));
     }
