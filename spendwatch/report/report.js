@@ -515,12 +515,14 @@
   function deliveryCell(key) {
     const list = DELIVERIES.get(key) || [];
     if (!list.length) return el('td', { class: 'unset', text: 'none recorded' });
+    const kinds = new Set(list.map((d) => d.alert_kind));
+    const label = (d) => (kinds.size > 1 ? `${d.channel} · ${d.alert_kind}` : d.channel);
     return el('td', null, list.map((d) => el('span', {
       class: `chip ${d.status}`,
       title: [`${d.alert_kind || ''} via ${d.channel}: ${d.status}`, d.attempts != null ? `attempts: ${d.attempts}` : '',
         d.sent_at ? `sent ${d.sent_at} UTC` : '', d.last_error ? `last error: ${d.last_error}` : ''].filter(Boolean).join('\n'),
       dataset: { channel: d.channel, status: d.status },
-    }, `${d.channel}: ${String(d.status).replace('_', ' ')}`)));
+    }, `${label(d)}: ${String(d.status).replace('_', ' ')}`)));
   }
   function renderIncidents() {
     const list = incidentsInScope(rangeStart());
