@@ -517,7 +517,10 @@ def test_missing_empty_and_locked_warehouses_say_what_to_do(tmp_path: Path, home
 
 
 def test_cli_writes_the_report_where_asked(home: Path, tmp_path: Path, capsys) -> None:
-    from spendwatch.cli import main
+    from spendwatch.cli import REPORT_DAYS, main
+    from spendwatch.report import DEFAULT_DAYS
+
+    assert REPORT_DAYS == DEFAULT_DAYS  # the CLI's copy, kept to keep --help light
 
     out = tmp_path / "prod.html"
     assert (

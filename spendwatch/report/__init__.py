@@ -21,7 +21,7 @@ import duckdb
 from spendwatch.report import queries
 from spendwatch.report.queries import ReportError, Window
 
-__all__ = ["DEFAULT_DAYS", "ReportError", "ReportResult", "build_report", "collect"]
+__all__ = ["DEFAULT_DAYS", "STEPS", "ReportError", "ReportResult", "build_report", "collect"]
 
 #: Days of hourly detail a report shows unless told otherwise.
 DEFAULT_DAYS = 14
