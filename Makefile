@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MANIFEST := target/manifest.json
+# The report's browser test drives Debian's chromium through Playwright (Playwright's own browser
+# download is not reachable); `make test` installs it when it is missing (as root, or with sudo).
+CHROMIUM := /usr/bin/chromium
 export SPENDWATCH_HOME ?= $(CURDIR)/.spendwatch
 export DAGSTER_HOME ?= $(SPENDWATCH_HOME)/dagster
 export DBT_PROFILES_DIR := $(CURDIR)
@@ -32,8 +35,12 @@ manifest: $(MANIFEST)
 demo: $(MANIFEST)
 	$(BIN)/spendwatch demo
 
-test: $(MANIFEST)
+test: $(MANIFEST) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
+
+$(CHROMIUM):
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo -E ) apt-get install -y -qq chromium
 
 ui: $(MANIFEST)
 	mkdir -p "$(DAGSTER_HOME)"

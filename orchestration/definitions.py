@@ -12,12 +12,19 @@ from orchestration.assets.dbt import (
     spendwatch_dbt_seeds,
 )
 from orchestration.assets.raw import lines_reconcile, raw_llm_calls
+from orchestration.assets.report import spend_report
 from orchestration.jobs import hourly_pipeline, hourly_schedule, reference_data
 from orchestration.resources import build_resources
 from orchestration.sensors import late_landing_files
 
 defs = dg.Definitions(
-    assets=[raw_llm_calls, spendwatch_dbt_seeds, spendwatch_dbt_models, spendwatch_dbt_detection],
+    assets=[
+        raw_llm_calls,
+        spendwatch_dbt_seeds,
+        spendwatch_dbt_models,
+        spendwatch_dbt_detection,
+        spend_report,
+    ],
     asset_checks=[lines_reconcile, priced_share],
     jobs=[hourly_pipeline, reference_data, alerts_job],
     schedules=[hourly_schedule],

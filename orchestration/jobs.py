@@ -10,15 +10,17 @@ from orchestration.assets.dbt import (
     spendwatch_dbt_seeds,
 )
 from orchestration.assets.raw import raw_llm_calls
+from orchestration.assets.report import spend_report
 from orchestration.project import HOURLY
 
 hourly_pipeline = dg.define_asset_job(
     name="hourly_pipeline",
     selection=dg.AssetSelection.assets(
-        raw_llm_calls, spendwatch_dbt_models, spendwatch_dbt_detection
+        raw_llm_calls, spendwatch_dbt_models, spendwatch_dbt_detection, spend_report
     ),
     partitions_def=HOURLY,
-    description="Load an hour window of landing files and build every mart for it.",
+    description="Load an hour window of landing files, build every mart for it, and re-render "
+    "the dashboard (spend_report, unpartitioned: one file for the whole warehouse).",
 )
 
 reference_data = dg.define_asset_job(

@@ -1,4 +1,4 @@
-"""The `spendwatch` command: demo, generate, materialize, alerts, prices, import-otel.
+"""The `spendwatch` command: demo, generate, materialize, report, alerts, prices, import-otel.
 
 Dagster and dbt are imported inside the commands that run them, so `spendwatch --help` and
 `import spendwatch` stay light.
@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -31,6 +32,16 @@ def _hour(text: str) -> datetime:
         ) from exc
     at = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
     return at.replace(minute=0, second=0, microsecond=0)
+
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= 92:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days from 1 to 92")
+    return days
 
 
 def _current_hour() -> datetime:
@@ -79,6 +90,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = end - timedelta(days=args.days)
     console.rule("spendwatch demo")
     began = time.monotonic()
+    began_at = time.time()
     incidents = load_incidents(args.incidents, start, args.days)
     gen = generate(p.landing, start, args.days, args.calls_per_day, args.seed, incidents)
     console.print(
@@ -99,6 +111,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     print_summary(p, start, end)
     demo_alerts(p, summary.run_id)
+    if p.report.exists() and p.report.stat().st_mtime >= began_at:
+        # the run's spend_report asset rendered it after the detectors
+        console.print(
+            f"5. dashboard (the run's spend_report asset): [bold]{p.report}[/] "
+            f"({p.report.stat().st_size / 1e6:.1f} MB) — open it in a browser"
+        )
+    else:
+        result = write_report(p, p.report, REPORT_DAYS, None)
+        console.print(f"5. dashboard: [bold]{result.path}[/] — open it in a browser")
     console.print(f"demo finished in {time.monotonic() - began:.0f} s")
     return 0
 
@@ -146,6 +167,51 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/] {exc}")
         return 3
     return 2
+
+
+REPORT_DAYS = 14  # spendwatch.report.DEFAULT_DAYS, without importing it for --help
+
+
+def write_report(p: Paths, out: Path, days: int, environment: str | None):
+    """Build the dashboard with a progress display (on a terminal, or SPENDWATCH_PROGRESS=1)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from spendwatch.report import build_report
+
+    with Progress(
+        TextColumn("[bold]report"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal and os.environ.get("SPENDWATCH_PROGRESS") != "1",
+    ) as progress:
+        task = progress.add_task("opening the warehouse", total=None)
+
+        def update(step: int, total: int, what: str) -> None:
+            progress.update(task, completed=step, total=total, description=what)
+
+        return build_report(p.warehouse, out, days=days, environment=environment, progress=update)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    p = paths(args.home)
+    out = Path(args.out).expanduser() if args.out else p.report
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder: give a file name such as {out / 'report.html'}")
+    result = write_report(p, out, args.days, args.environment)
+    scope = f"environment {result.environment}" if result.environment else "all environments"
+    console.print(
+        f"wrote [bold]{result.path}[/] ({result.size_bytes / 1e6:.1f} MB) in "
+        f"{result.seconds:.1f} s: {result.days} days to {result.as_of:%Y-%m-%d %H:%M} UTC, "
+        f"{scope}, {result.calls:,} calls, ${result.spend_usd:,.2f}, {result.incidents} "
+        f"incidents ({result.open_incidents} open)",
+        soft_wrap=True,
+    )
+    console.print(f"open it: {result.path.resolve().as_uri()}", soft_wrap=True)
+    return 0
 
 
 def print_summary(p: Paths, start: datetime, end: datetime) -> None:
@@ -282,6 +348,17 @@ def build_parser() -> argparse.ArgumentParser:
     unmute = alerts_sub.add_parser("unmute", help="lift a mute set with `alerts mute`")
     unmute.add_argument("mute_id")
     alerts.set_defaults(func=cmd_alerts)
+
+    rep = sub.add_parser(
+        "report", help="write the self-contained HTML dashboard from the warehouse"
+    )
+    rep.add_argument("--out", help="HTML file to write (default $SPENDWATCH_HOME/report.html)")
+    rep.add_argument(
+        "--days", type=_days, default=REPORT_DAYS,
+        help=f"days of hourly detail, 1-92 (default {REPORT_DAYS})",
+    )  # fmt: skip
+    rep.add_argument("--environment", help="only this environment (default: all, with a filter)")
+    rep.set_defaults(func=cmd_report)
 
     # parsed by their own modules (see main); listed here for --help
     sub.add_parser("import-otel", help="convert OTLP/JSON GenAI span exports into landing files")

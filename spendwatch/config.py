@@ -36,6 +36,11 @@ class Paths:
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
+    @property
+    def report(self) -> Path:
+        """The dashboard `spendwatch report` and the `spend_report` asset write."""
+        return self.home / "report.html"
+
     def partition_dir(self, hour_start) -> Path:
         """Landing folder of one UTC hour: `date=YYYY-MM-DD/hour=HH`."""
         return self.landing / f"date={hour_start:%Y-%m-%d}" / f"hour={hour_start:%H}"

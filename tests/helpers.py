@@ -31,3 +31,21 @@ def query(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]:
         return con.execute(sql, params or []).fetchall()
     finally:
         con.close()
+
+
+def dbt_build(home: Path, *args: str) -> None:
+    """`dbt build` (or other dbt arguments) against the warehouse of spendwatch home `home`,
+    with its own target and log folders; fails the test with dbt's output on error."""
+    import os
+    import subprocess
+
+    from orchestration.resources import dbt_executable
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "SPENDWATCH_HOME": str(home), "DBT_PROFILES_DIR": str(repo)}
+    proc = subprocess.run(
+        [dbt_executable(), *(args or ("build", "--exclude", "resource_type:unit_test")),
+         "--target-path", str(home / "target"), "--log-path", str(home / "logs")],
+        cwd=repo, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:]
