@@ -226,10 +226,14 @@ INCIDENT_DETECTORS = {
 
 
 def default_incidents(start: datetime, days: int) -> list[Incident]:
-    """One incident of each type in the last days of the window, at fixed local offsets.
+    """One incident of each type in the last days of the window, at fixed local offsets, and
+    two fresh ones in its last two hours.
 
     They start at fixed offsets in the last six days, after at least two weeks of history, so
-    a seasonal baseline exists for every one of them.
+    a seasonal baseline exists for every one of them. The fresh ones are what a demo run alerts
+    on (the older incidents are history by then): smart-reply falling back to claude-3-opus
+    (a model it may not use, 7x the price of its dearest allowed one: critical) and
+    chat-assistant to claude-3-5-sonnet (not allowed, 1.4x: a warning).
     """
     end = start + timedelta(days=days)
     day0 = (end - timedelta(days=6)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -241,6 +245,7 @@ def default_incidents(start: datetime, days: int) -> list[Incident]:
         ("retry_storm", "chat-assistant", 3, 16, 2),
         ("silence", "smart-reply", 4, 11, 3),
     ]
+    fresh = _floor_hour(end) - timedelta(hours=2) - day0
     incidents = []
     for kind, feature, day, hour, hours in plan:
         at = day0 + timedelta(days=day, hours=hour)
@@ -251,6 +256,16 @@ def default_incidents(start: datetime, days: int) -> list[Incident]:
             Incident(kind, feature, "production", _iso_hour(at), hours, detector, severity,
                      dict(params))
         )  # fmt: skip
+    for feature, model, severity in (
+        ("chat-assistant", "claude-3-5-sonnet", "warning"),
+        ("smart-reply", "claude-3-opus", "critical"),
+    ):
+        at = day0 + fresh
+        if at >= start + timedelta(days=14):
+            incidents.append(
+                Incident("model_fallback", feature, "production", _iso_hour(at), 2,
+                         "model_drift", severity, {"model": model, "share": 0.6})
+            )  # fmt: skip
     return incidents
 
 
