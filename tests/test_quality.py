@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from helpers import query
+from helpers import isolated_home, query
 
 from orchestration.ingest import load_window
 from orchestration.quality import run_raw_suites, validate
@@ -92,15 +92,17 @@ def test_gaps_and_rejects_fail_the_hours_suite(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
-@pytest.fixture
-def loaded_home(home, dbt_manifest):
-    """Three recent hours materialized: a gap in the middle one, unpriced calls in the last."""
-    h0, h2 = START, START + timedelta(hours=2)  # nothing lands in the hour between
-    write(home.landing, h0, "app.jsonl", [event(i, h0) for i in range(40)])
-    unknown_model = [event(i, h2, model="gpt-9") for i in range(30, 40)]
-    write(home.landing, h2, "app.jsonl", [event(i, h2) for i in range(30)] + unknown_model)
-    assert materialize_range(home, h0, h2 + timedelta(hours=1)).success
-    return home
+@pytest.fixture(scope="module")
+def loaded_home(tmp_path_factory: pytest.TempPathFactory, dbt_manifest):
+    """Three recent hours materialized: a gap in the middle one, unpriced calls in the last.
+    Shared by the module's tests, in file order: the late-file test comes last and adds to it."""
+    with isolated_home(tmp_path_factory.mktemp("quality") / "home") as home:
+        h0, h2 = START, START + timedelta(hours=2)  # nothing lands in the hour between
+        write(home.landing, h0, "app.jsonl", [event(i, h0) for i in range(40)])
+        unknown_model = [event(i, h2, model="gpt-9") for i in range(30, 40)]
+        write(home.landing, h2, "app.jsonl", [event(i, h2) for i in range(30)] + unknown_model)
+        assert materialize_range(home, h0, h2 + timedelta(hours=1)).success
+        yield home
 
 
 def test_failed_checks_show_on_the_assets_and_become_anomalies(loaded_home) -> None:
