@@ -49,8 +49,8 @@ def test_the_range_is_one_run_and_every_hour_has_rows(warehouse) -> None:
     p, summary = warehouse
     runs = dg.DagsterInstance.get().get_runs(dg.RunsFilter(job_name="hourly_pipeline"))
     assert [r.run_id for r in runs] == [summary.run_id]
-    # ingest + 7 models + 9 detectors + anomalies + the dashboard (spend_report)
-    assert summary.materializations == 19
+    # ingest + 4 staging + 2 intermediate + 9 marts + 9 detectors + anomalies + the dashboard
+    assert summary.materializations == 27
     page = p.report.read_text()  # rendered by the run, after the detectors, up to its last hour
     data = json.loads(page.split('id="spendwatch-data">', 1)[1].split("</script>", 1)[0])
     assert data["meta"]["as_of"] == f"{END:%Y-%m-%d %H:%M}"
