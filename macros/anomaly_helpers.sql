@@ -13,6 +13,30 @@ feature_thresholds as (
 )
 {%- endmacro %}
 
+{#- every threshold column of the seed -#}
+{% macro threshold_names() -%}
+    {{ return(['warning_threshold', 'critical_threshold', 'min_calls', 'min_z', 'min_cost_usd',
+               'min_excess_usd', 'min_excess_share', 'critical_min_excess_share',
+               'warning_confirm_hours', 'max_silent_share', 'min_history_hours']) }}
+{%- endmacro %}
+
+{#- CTE `thresholded`: the hours of agg_hourly_feature_cost (the series the feature detectors
+    watch) with hour_index and every threshold of `detector` resolved as a column (a feature's
+    row over the default, column by column). `omit`: threshold columns the detector defines
+    itself. -#}
+{% macro feature_hours_with_thresholds(detector, omit=[]) -%}
+{{ detector_thresholds(detector) }},
+
+thresholded as (
+    select
+        hourly.*,
+        {{ hour_index('hourly.hour_at') }} as hour_index,
+        {{ threshold_columns(threshold_names() | reject('in', omit) | list) }}
+    from {{ ref('agg_hourly_feature_cost') }} as hourly
+    {{ join_thresholds('hourly.feature') }}
+)
+{%- endmacro %}
+
 {#- join both onto a relation with a feature column; then threshold('min_calls') etc. -#}
 {% macro join_thresholds(feature_column) -%}
     cross join default_thresholds
