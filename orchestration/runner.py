@@ -24,7 +24,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from orchestration.project import RANGE_END_TAG, RANGE_START_TAG
+from orchestration.defs.project import RANGE_END_TAG, RANGE_START_TAG
 from spendwatch.config import Paths, export_environment
 
 # The run's events are in the instance (and `make ui`); the terminal gets the progress bar.
@@ -34,8 +34,8 @@ _WATCHED = ("models", "macros", "seeds", "tests/dbt", "dbt_project.yml", "profil
 
 def prepare_manifest() -> None:
     """`dbt parse` when the manifest is missing or older than the dbt sources (not at import)."""
-    from orchestration.project import PROJECT_DIR, dbt_project
-    from orchestration.resources import dbt_executable
+    from orchestration.defs.project import PROJECT_DIR, dbt_project
+    from orchestration.defs.resources import dbt_executable
 
     manifest = dbt_project.manifest_path
     if manifest.exists():
