@@ -18,6 +18,12 @@ from rich.table import Table
 
 from spendwatch.config import Paths, paths
 
+#: What the `[warehouse]` extra installs; the SDK alone (tracker, OTel import) needs none of it.
+WAREHOUSE_MODULES = {
+    "dagster", "dagster_dbt", "dbt", "duckdb", "great_expectations", "pandas", "numpy",
+    "genai_prices", "httpx", "yaml", "plotly",
+}  # fmt: skip
+
 # wide enough for the tables when the output is a file or a pipe (rich assumes 80 columns)
 console = Console(width=None if sys.stdout.isatty() else 140)
 
@@ -480,8 +486,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in WAREHOUSE_MODULES:
+            raise
+        Console(stderr=True).print(
+            f"[red]error:[/] `spendwatch {args.command}` needs the warehouse stack ({exc.name} is "
+            "not installed): pip install 'spendwatch\\[warehouse]'",
+            soft_wrap=True,
+        )
+        return 2
     except (ValueError, FileNotFoundError) as exc:  # PricesError is a ValueError
-        Console(stderr=True).print(f"[red]error:[/] {exc}", soft_wrap=True, markup=True)
+        Console(stderr=True).print(f"[red]error:[/] {exc}", soft_wrap=True)
         return 2
 
 
