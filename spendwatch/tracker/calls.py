@@ -9,13 +9,35 @@ import inspect
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from spendwatch.tracker.usage import StreamUsage, usage_from_response
 from spendwatch.tracker.writer import ORPHANS
 
-if TYPE_CHECKING:
-    from spendwatch.tracker.recorder import Tracker
+
+class Recorder(Protocol):
+    """What a call in flight needs of its tracker (`recorder.Tracker` is the one there is)."""
+
+    def _count_recorded(self) -> None: ...
+
+    def _enqueue(self, event: dict) -> bool: ...
+
+    def _drop(self, count: int, reason: str, message: str) -> None: ...
+
+    def _warn_once(self, kind: str, message: str) -> None: ...
+
+    def _build(
+        self,
+        fields: Mapping[str, Any],
+        detected: Mapping[str, Any] | None = None,
+        fallback: Mapping[str, Any] | None = None,
+        scope_fields: Mapping[str, Any] | None | bool = False,
+    ) -> dict: ...
+
+    def _begin(
+        self, fields: Mapping[str, Any], fallback: Mapping[str, Any] | None = None
+    ) -> PendingCall: ...
+
 
 _TOKEN_FIELDS = ("input_tokens", "output_tokens")
 
@@ -25,7 +47,7 @@ class PendingCall:
 
     def __init__(
         self,
-        tracker: Tracker,
+        tracker: Recorder,
         fields: dict,
         fallback: Mapping[str, Any] | None,
         scope_fields: dict | None,
@@ -90,7 +112,7 @@ class PendingCall:
 class TrackedCall:
     """`with tracker.track(...) as call:` — times the call and records it on exit."""
 
-    def __init__(self, tracker: Tracker, fields: dict) -> None:
+    def __init__(self, tracker: Recorder, fields: dict) -> None:
         self._tracker = tracker
         self._fields = fields
         self._pending: PendingCall | None = None
