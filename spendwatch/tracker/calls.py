@@ -26,13 +26,7 @@ class Recorder(Protocol):
 
     def _warn_once(self, kind: str, message: str) -> None: ...
 
-    def _build(
-        self,
-        fields: Mapping[str, Any],
-        detected: Mapping[str, Any] | None = None,
-        fallback: Mapping[str, Any] | None = None,
-        scope_fields: Mapping[str, Any] | None | bool = False,
-    ) -> dict: ...
+    def _build(self, fields: Mapping[str, Any], *more: Any) -> dict: ...
 
     def _begin(
         self, fields: Mapping[str, Any], fallback: Mapping[str, Any] | None = None
