@@ -1,4 +1,4 @@
-{#- Shared pieces of the detector models (models/marts/anomalies/). -#}
+{#- Shared pieces of the detector models (models/intermediate/anomalies/). -#}
 
 {#- thresholds of one detector: `thresholds` (the default row) and, per feature, its override -#}
 {% macro detector_thresholds(detector) -%}
@@ -72,8 +72,10 @@ feature_thresholds as (
     baseline_kind in ({% for kind in var('alerting_baseline_kinds') %}'{{ kind }}'{% if not loop.last %}, {% endif %}{% endfor %})
 {%- endmacro %}
 
-{% macro runbook(detector) -%}
-    'docs/runbooks/{{ detector }}.md'
+{#- How far back marts.anomalies reads the detectors to group hours into incidents (an
+    incident that started this long before the run's window keeps its key) -#}
+{% macro incident_lookback_hours() -%}
+    {{ return(168) }}
 {%- endmacro %}
 
 {#- 9412 → '9,412' -#}
@@ -164,9 +166,14 @@ feature_thresholds as (
         {{ metric }}_z as z_score
 {%- endmacro %}
 
-{#- The columns every detector model returns, in order (marts.anomalies adds the ids). -#}
-{% macro anomaly_columns() -%}
+{#- The columns every detector model returns, in order -#}
+{% macro detector_columns() -%}
     {{ return(['hour_at', 'detector', 'severity', 'feature', 'environment', 'model', 'team_id',
                'metric', 'observed_value', 'baseline_value', 'stddev_value', 'z_score',
-               'ratio_to_baseline', 'estimated_excess_cost_usd', 'message', 'runbook']) }}
+               'ratio_to_baseline', 'estimated_excess_cost_usd', 'message']) }}
+{%- endmacro %}
+
+{#- ... and of a marts.anomalies row after its ids (the runbook comes from the detectors seed) -#}
+{% macro anomaly_columns() -%}
+    {{ return(detector_columns() + ['runbook']) }}
 {%- endmacro %}

@@ -11,11 +11,31 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- pre_hook of the hourly incremental models: delete the window about to be re-inserted, so
-    re-running an hour replaces it (rows that vanished from the source vanish here too). -#}
-{% macro delete_hour_window(column='hour_at') -%}
+{#- The days a run's window touches, whole: a daily mart re-aggregates each of them from
+    every hour of that day already loaded, so an hourly run refreshes today's row and a
+    backfill gives the same rows. `column` is an hour (hour_at) or a day (day_at). -#}
+{% macro day_window_filter(column) -%}
+    {%- set start_hour = var('start_hour', none) -%}
+    {%- set end_hour = var('end_hour', none) -%}
+    {%- if start_hour and end_hour -%}
+        {{ column }} >= date_trunc('day', cast('{{ start_hour }}' as timestamp))
+        and {{ column }} < date_trunc('day', cast('{{ end_hour }}' as timestamp) - interval 1 hour) + interval 1 day
+    {%- else -%}
+        1 = 1
+    {%- endif -%}
+{%- endmacro %}
+
+{#- pre-hook of every mart (dbt_project.yml): delete the window about to be re-inserted, so
+    re-running it replaces it (rows that vanished from the source vanish here too). Hourly
+    marts delete their hours (hour_at); a mart with meta.window_grain = day deletes the days
+    the window touches (day_at). -#}
+{% macro delete_run_window() -%}
     {%- if is_incremental() -%}
-        delete from {{ this }} where {{ hour_window_filter(column) }}
+        {%- if (model.config.meta or {}).get('window_grain') == 'day' -%}
+        delete from {{ this }} where {{ day_window_filter('day_at') }}
+        {%- else -%}
+        delete from {{ this }} where {{ hour_window_filter('hour_at') }}
+        {%- endif -%}
     {%- else -%}
         select 1
     {%- endif -%}

@@ -41,3 +41,36 @@
         {{ safe_ratio('retry_calls', 'calls') }} as retry_rate,
         {{ safe_ratio('error_calls', 'calls') }} as error_rate
 {%- endmacro %}
+
+{#- The same measures summed from finer rows of a mart (an hourly mart rolled up to days) -#}
+{% macro rolled_up_call_metrics() -%}
+    {%- for column in hourly_additive_columns() %}
+        {% if column.endswith('_usd') -%}
+        {{ money('sum(' ~ column ~ ')') }} as {{ column }}
+        {%- else -%}
+        cast(sum({{ column }}) as bigint) as {{ column }}
+        {%- endif %}{% if not loop.last %},{% endif %}
+    {%- endfor %}
+{%- endmacro %}
+
+{#- A plain rollup of the `calls` CTE (columns of hourly_metric_inputs() and the series
+    columns) per `period` and series, with the measures and their ratios: one row per series
+    and period that had calls. The dense, baselined series marts use hourly_series_mart. -#}
+{% macro call_rollup(period, series) -%}
+{%- set keys = series | join(', ') -%}
+rolled as (
+    select
+        {{ period }},
+        {{ keys }},
+        {{ hourly_call_metrics() }}
+    from calls
+    group by {{ period }}, {{ keys }}
+),
+
+measured as (
+    select
+        *,
+        {{ hourly_ratio_columns() }}
+    from rolled
+)
+{%- endmacro %}

@@ -52,6 +52,18 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- From the start of the month of the run's window widened backwards by `lookback_hours`
+    (month-to-date figures need the whole month; all of time without vars) -#}
+{% macro month_window_filter(column, lookback_hours) -%}
+    {%- set start_hour = var('start_hour', none) -%}
+    {%- set end_hour = var('end_hour', none) -%}
+    {%- if start_hour and end_hour -%}
+        {{ column }} >= date_trunc('month', cast('{{ start_hour }}' as timestamp) - interval {{ lookback_hours }} hour) and {{ column }} < cast('{{ end_hour }}' as timestamp)
+    {%- else -%}
+        1 = 1
+    {%- endif -%}
+{%- endmacro %}
+
 {#- The last hour a run covers: the window's last hour, or the newest hour in `relation`. -#}
 {% macro window_last_hour(relation, column) -%}
     {%- set end_hour = var('end_hour', none) -%}

@@ -20,13 +20,17 @@ retries and errors.
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 
 import duckdb
 import numpy as np
+
+from spendwatch.config import REPO_DIR
 
 WRITER_ID = "generator"
 
@@ -215,14 +219,37 @@ class Incident:
         return _parse_hour(self.start)
 
 
-INCIDENT_DETECTORS = {
-    "volume_spike": ("volume_spike", "critical", {"multiplier": 3.5}),
-    "prompt_bloat": ("cost_per_call", "critical", {"input_multiplier": 4.0}),
-    "model_fallback": ("model_drift", "critical", {"model": "claude-3-opus", "share": 0.6}),
-    "cache_drop": ("cache_efficiency", "critical", {"cache_hit_rate": 0.1}),
-    "retry_storm": ("retry_storm", "critical", {"retry_share": 0.45, "error_share": 0.35}),
-    "silence": ("telemetry_gap", "critical", {}),
+# How each incident type changes the traffic, and the severity it reaches at its peak. Which
+# detector should find it is the `detectors` seed's generator_incident column (the one list of
+# detectors); incident_detectors() joins the two.
+INCIDENT_SHAPES = {
+    "volume_spike": ("critical", {"multiplier": 3.5}),
+    "prompt_bloat": ("critical", {"input_multiplier": 4.0}),
+    "model_fallback": ("critical", {"model": "claude-3-opus", "share": 0.6}),
+    "cache_drop": ("critical", {"cache_hit_rate": 0.1}),
+    "retry_storm": ("critical", {"retry_share": 0.45, "error_share": 0.35}),
+    "silence": ("critical", {}),
 }
+
+
+@cache
+def incident_detectors() -> dict[str, str]:
+    """Incident type → the detector expected to find it, from seeds/detectors.csv."""
+    with (REPO_DIR / "seeds" / "detectors.csv").open(newline="") as f:
+        seeded = {row["generator_incident"]: row["detector"]
+                  for row in csv.DictReader(f) if row["generator_incident"]}  # fmt: skip
+    if set(seeded) != set(INCIDENT_SHAPES):
+        raise ValueError(
+            f"seeds/detectors.csv names generator incidents {sorted(seeded)}; the generator "
+            f"knows {sorted(INCIDENT_SHAPES)}"
+        )
+    return seeded
+
+
+def incident_spec(kind: str) -> tuple[str, str, dict]:
+    """(detector, severity, params) of an incident type."""
+    severity, params = INCIDENT_SHAPES[kind]
+    return incident_detectors()[kind], severity, dict(params)
 
 
 def default_incidents(start: datetime, days: int) -> list[Incident]:
@@ -251,7 +278,7 @@ def default_incidents(start: datetime, days: int) -> list[Incident]:
         at = day0 + timedelta(days=day, hours=hour)
         if at < start + timedelta(days=14) or at + timedelta(hours=hours) > end:
             continue  # a window too short to give a baseline gets no incident
-        detector, severity, params = INCIDENT_DETECTORS[kind]
+        detector, severity, params = incident_spec(kind)
         incidents.append(
             Incident(kind, feature, "production", _iso_hour(at), hours, detector, severity,
                      dict(params))
@@ -281,14 +308,14 @@ def load_incidents(spec: str, start: datetime, days: int) -> list[Incident]:
     incidents = []
     for i, item in enumerate(json.loads(path.read_text())):
         kind = item.get("type")
-        if kind not in INCIDENT_DETECTORS:
+        if kind not in INCIDENT_SHAPES:
             raise ValueError(
                 f"{path}: incident {i} has type {kind!r}; expected one of "
-                f"{', '.join(INCIDENT_DETECTORS)}"
+                f"{', '.join(INCIDENT_SHAPES)}"
             )
         if item.get("feature") not in FEATURE_NAMES:
             raise ValueError(f"{path}: incident {i} names unknown feature {item.get('feature')!r}")
-        detector, severity, params = INCIDENT_DETECTORS[kind]
+        detector, severity, params = incident_spec(kind)
         incidents.append(
             Incident(
                 type=kind, feature=item["feature"],

@@ -3,6 +3,7 @@ line, route matching, and which alerts a run adds (stale, muted, repeated, storm
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -39,12 +40,16 @@ def test_the_shipped_routing_file_routes_by_severity(routing) -> None:
     assert [routing.settings.retry.delay(n) for n in (1, 2, 3, 7, 12)] == [30, 60, 120, 1800, 1800]
 
 
-def test_every_detector_the_mart_can_emit_has_a_runbook() -> None:
-    spec = yaml.safe_load((REPO / "models/marts/anomalies/_anomalies__models.yml").read_text())
-    (mart,) = [m for m in spec["models"] if m["name"] == "anomalies"]
-    (column,) = [c for c in mart["columns"] if c["name"] == "detector"]
-    emitted = set(column["data_tests"][0]["accepted_values"]["arguments"]["values"])
-    assert emitted and emitted <= known_detectors()
+def test_every_detector_has_its_runbook_and_the_routing_knows_them_all() -> None:
+    with (REPO / "seeds/detectors.csv").open(newline="") as f:
+        seeded = {row["detector"]: row["runbook"] for row in csv.DictReader(f)}
+    assert set(seeded) == known_detectors() == {
+        "volume_spike", "cost_per_call", "cost_spike", "cache_efficiency", "model_drift",
+        "retry_storm", "budget_burn", "telemetry_gap", "data_quality"}  # fmt: skip
+    for detector, runbook in seeded.items():
+        assert runbook == f"docs/runbooks/{detector}.md" and (REPO / runbook).is_file()
+    runbooks = {p.stem for p in (REPO / "docs/runbooks").glob("*.md")}
+    assert runbooks == set(seeded)  # no runbook for a detector that does not exist
 
 
 def test_the_three_runbooks_meet_the_standard() -> None:

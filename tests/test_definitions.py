@@ -14,7 +14,7 @@ def test_definitions_load_and_lineage_is_one_graph(dbt_manifest) -> None:
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"raw_llm_calls", "marts/fct_llm_calls", "marts/agg_hourly_feature_cost",
             "marts/agg_hourly_model_cost", "seeds/model_prices"} <= keys  # fmt: skip
-    stg = graph.get(dg.AssetKey(["staging", "stg_llm_calls"]))
+    stg = graph.get(dg.AssetKey(["staging", "stg_raw__llm_calls"]))
     assert INGEST_ASSET in stg.parent_keys  # the dbt source is the ingest asset
     fct = graph.get(dg.AssetKey(["marts", "fct_llm_calls"]))
     assert fct.partitions_def == graph.get(INGEST_ASSET).partitions_def

@@ -9,15 +9,15 @@
 -- A view holds no run window: fct_llm_calls filters its window on top (DuckDB and Spark push the
 -- filter down), so a run without window vars re-prices all of history.
 with calls as (
-    select * from {{ ref('stg_llm_calls') }}
+    select * from {{ ref('stg_raw__llm_calls') }}
 ),
 
 prices as (
-    select * from {{ ref('stg_model_prices') }}
+    select * from {{ ref('stg_seeds__model_prices') }}
 ),
 
 aliases as (
-    select * from {{ ref('stg_model_aliases') }}
+    select * from {{ ref('stg_seeds__model_aliases') }}
 ),
 
 call_models as (
@@ -178,9 +178,7 @@ final as (
         {{ money('cached_at_full_price_usd - cache_read_cost_usd - cache_write_cost_usd') }}
             as cache_savings_usd,
         cost_usd_reported,
-        tags,
-        source_file,
-        line_number
+        cast(tags as varchar) as tags
     from components
 )
 

@@ -1,11 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="{{ delete_hour_window('hour_at') }}"
-    )
-}}
 -- Grain: one row per (hour_at, feature, environment) for every feature active in the week
 -- before (zeros when it was silent), with each monitored metric scored against its baseline.
 with calls as (

@@ -1,11 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="{{ delete_hour_window('hour_at') }}"
-    )
-}}
 -- Grain: one row per (hour_at, provider, model, environment) for every model used in the week
 -- before; model is the canonical model a call's name resolved to (its own name when unpriced).
 with calls as (

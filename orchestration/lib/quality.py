@@ -6,12 +6,15 @@ an ephemeral context on pandas frames built from the warehouse for the run's hou
 
 | suite | frame (one row per) | asset checked |
 |---|---|---|
-| raw_llm_calls | accepted call in raw.llm_calls | raw_llm_calls |
-| raw_load_hours | hour of the window (files, lines, rejected share) | raw_llm_calls |
-| fct_llm_calls | hour of the window (calls, priced share) | marts/fct_llm_calls |
+| raw_load_hours | hour of the window (files, rejected share, freshness, volume against the usual) | raw_llm_calls |
+| fct_llm_calls | hour of the window (priced share, from the hourly model mart) | marts/fct_llm_calls |
+
+Only what the ingest cannot know is checked here: the rules of a single line (required fields,
+types, non-negative and consistent tokens, unique ids) are the ingest's, which quarantines a
+line that breaks them, so they cannot fail on raw.llm_calls.
 
 Each expectation's severity (GX's own field) is its level: `critical` = **error** (a failure
-becomes a `data_quality` row of marts.anomalies through `anomalies_data_quality`), `warning` =
+becomes a `data_quality` row of marts.anomalies through `int_anomalies__data_quality`), `warning` =
 **warn** (shown on the asset check and recorded, not alerted). Outcomes are recorded per
 expectation and per hour (the failing rows' hours), so an alert names the hour that is wrong.
 """
@@ -169,43 +172,89 @@ def validate(suite_name: str, asset: str, frame: pd.DataFrame, hour_column: str)
     return SuiteOutcome(suite_name, asset, outcomes)
 
 
-def raw_frames(con, start: datetime, end: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+USUAL_WEEKS = 4  # loaded_vs_usual: the median of the same hour of week over these weeks
+FRESHNESS_LOOKBACK_HOURS = 24
+
+
+def hours_frame(con, start: datetime, end: datetime) -> pd.DataFrame:
+    """One row per hour of the window: landing files, lines, loaded and rejected (load log),
+    the rejected share, the minutes from the newest event landed by the hour's end to that end
+    (lag_minutes), and the loaded lines against the median of the same hour of the week over
+    the previous USUAL_WEEKS weeks (loaded_vs_usual; null with fewer than two such hours)."""
     window = [start.replace(tzinfo=None), end.replace(tzinfo=None)]
-    calls = con.execute(
-        """
-        select partition_hour, event_id, occurred_at, provider, model, feature, status,
-            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-            reasoning_tokens, cache_read_tokens + cache_write_tokens as cache_tokens
-        from raw.llm_calls where partition_hour >= ? and partition_hour < ?
+    return con.execute(
+        f"""
+        with hours as (
+            select unnest(generate_series(
+                cast($start as timestamp), cast($end as timestamp) - interval 1 hour,
+                interval 1 hour)) as partition_hour
+        ),
+        logged as (
+            select partition_hour, count(*) as files, sum(lines) as lines,
+                sum(loaded) as loaded, sum(rejected) as rejected
+            from raw.load_log
+            where partition_hour >= cast($start as timestamp) - interval {USUAL_WEEKS * 7} day
+                and partition_hour < cast($end as timestamp)
+            group by 1
+        ),
+        newest as (
+            select partition_hour, max(occurred_at) as newest_at
+            from raw.llm_calls
+            where partition_hour >= cast($start as timestamp)
+                    - interval {FRESHNESS_LOOKBACK_HOURS} hour
+                and partition_hour < cast($end as timestamp)
+            group by 1
+        ),
+        usual as (
+            select hours.partition_hour, median(logged.loaded) as usual_loaded,
+                count(*) as usual_points
+            from hours
+            inner join logged
+                on logged.partition_hour < hours.partition_hour
+                and logged.partition_hour >= hours.partition_hour - interval {USUAL_WEEKS * 7} day
+                and date_diff('hour', logged.partition_hour, hours.partition_hour) % 168 = 0
+            group by 1
+        ),
+        fresh as (
+            select hours.partition_hour,
+                max(least(newest.newest_at, hours.partition_hour + interval 1 hour)) as newest_at
+            from hours
+            inner join newest on newest.partition_hour <= hours.partition_hour
+            group by 1
+        )
+        select
+            hours.partition_hour,
+            coalesce(logged.files, 0) as files,
+            coalesce(logged.lines, 0) as lines,
+            coalesce(logged.loaded, 0) as loaded,
+            coalesce(logged.rejected, 0) as rejected,
+            coalesce(logged.rejected / nullif(logged.lines, 0), 0.0) as rejected_share,
+            date_diff('minute', fresh.newest_at, hours.partition_hour + interval 1 hour)
+                as lag_minutes,
+            case when usual.usual_points >= 2 and usual.usual_loaded > 0
+                then coalesce(logged.loaded, 0) / usual.usual_loaded end as loaded_vs_usual
+        from hours
+        left join logged using (partition_hour)
+        left join usual using (partition_hour)
+        left join fresh using (partition_hour)
+        order by 1
         """,
-        window,
+        {"start": window[0], "end": window[1]},
     ).df()
-    logged = con.execute(
-        """
-        select partition_hour, count(*) as files, sum(lines) as lines, sum(rejected) as rejected
-        from raw.load_log where partition_hour >= ? and partition_hour < ? group by 1
-        """,
-        window,
-    ).df()
-    hours = pd.DataFrame(
-        {"partition_hour": [h.replace(tzinfo=None) for h in partition_hours(start, end)]}
-    )
-    hours = hours.merge(logged, on="partition_hour", how="left").fillna(
-        {"files": 0, "lines": 0, "rejected": 0}
-    )
-    hours["rejected_share"] = (hours["rejected"] / hours["lines"].where(hours["lines"] > 0)).fillna(
-        0.0
-    )
-    return calls, hours
 
 
-def fct_frame(con, start: datetime, end: datetime) -> pd.DataFrame:
+def priced_frame(con, start: datetime, end: datetime) -> pd.DataFrame:
+    """One row per hour of the window with calls: the priced share as the hourly model mart
+    counts it (priced_calls / calls) and the models it could not price."""
     return con.execute(
         """
-        select hour_at, count(*) as calls, avg(case when is_priced then 1.0 else 0.0 end)
-                as priced_share,
-            max(canonical_model) as canonical_model
-        from marts.fct_llm_calls where hour_at >= ? and hour_at < ? group by 1 order by 1
+        select hour_at, sum(calls) as calls,
+            cast(sum(priced_calls) as double) / sum(calls) as priced_share,
+            string_agg(case when unpriced_calls > 0 then provider || '/' || model end, ', '
+                order by model) as unpriced_models
+        from marts.agg_hourly_model_cost
+        where hour_at >= ? and hour_at < ?
+        group by 1 having sum(calls) > 0 order by 1
         """,
         [start.replace(tzinfo=None), end.replace(tzinfo=None)],
     ).df()
@@ -254,11 +303,10 @@ def run_raw_suites(
 ) -> list[SuiteOutcome]:
     con = duckdb.connect(str(warehouse))
     try:
-        calls, hours = raw_frames(con, start, end)
         outcomes = [
-            validate("raw_llm_calls", "raw_llm_calls", calls, "partition_hour"),
-            validate("raw_load_hours", "raw_llm_calls", hours, "partition_hour"),
-        ]
+            validate("raw_load_hours", "raw_llm_calls", hours_frame(con, start, end),
+                     "partition_hour"),
+        ]  # fmt: skip
         for outcome in outcomes:
             record(con, outcome, start, end, now)
         return outcomes
@@ -270,7 +318,7 @@ def run_fct_suite(warehouse: Path, start: datetime, end: datetime, now: datetime
     con = duckdb.connect(str(warehouse))
     try:
         outcome = validate(
-            "fct_llm_calls", "marts/fct_llm_calls", fct_frame(con, start, end), "hour_at"
+            "fct_llm_calls", "marts/fct_llm_calls", priced_frame(con, start, end), "hour_at"
         )
         record(con, outcome, start, end, now)
         return outcome

@@ -876,7 +876,7 @@ def checks(con, window: Window) -> dict[str, list]:
 def prices(con) -> dict[str, list]:
     """Per-token prices of every catalog model (dated snapshot names that alias another model
     are left out: pick the model and a price date), from the warehouse's price model
-    staging.stg_model_prices, which resolves cache and long-context defaults. The page looks
+    staging.stg_seeds__model_prices, which resolves cache and long-context defaults. The page looks
     up the row valid at the chosen date and multiplies."""
     return fetch(
         con,
@@ -886,7 +886,7 @@ def prices(con) -> dict[str, list]:
         ),
         snapshot_names as (
             select provider, lower(alias) as alias
-            from staging.stg_model_aliases
+            from staging.stg_seeds__model_aliases
             where match_type = 'exact'
         ),
         models as (
@@ -920,7 +920,7 @@ def prices(con) -> dict[str, list]:
                 as long_cache_write_usd_per_token,
             prices.batch_discount::double as batch_discount,
             prices.source
-        from staging.stg_model_prices as prices
+        from staging.stg_seeds__model_prices as prices
         inner join models
             on lower(models.provider) = prices.provider and models.model = prices.model
         order by prices.provider, prices.model, prices.valid_from

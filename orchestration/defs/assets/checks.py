@@ -10,6 +10,7 @@ from orchestration.defs.resources import SpendwatchHome
 from orchestration.lib.quality import run_fct_suite
 
 FCT_LLM_CALLS = dg.AssetKey(["marts", "fct_llm_calls"])
+MODEL_HOURS = dg.AssetKey(["marts", "agg_hourly_model_cost"])
 
 
 def run_window(context) -> tuple[datetime, datetime]:
@@ -28,12 +29,14 @@ def run_window(context) -> tuple[datetime, datetime]:
 
 @dg.asset_check(
     asset=FCT_LLM_CALLS,
+    additional_deps=[MODEL_HOURS],  # it counts with the mart's priced_calls, not the calls again
     name="priced_share",
     # blocking orders it before the detectors in the same run; it reports WARN so a failure
     # never stops them: its error-level failures must reach marts.anomalies as data_quality.
     blocking=True,
-    description="GX suite expectations/fct_llm_calls.json: at least 99 % of each hour's calls "
-    "have a known provider/model and a price valid at their time.",
+    description="GX suite expectations/fct_llm_calls.json over the hourly model mart's "
+    "priced_calls / calls: at least 99 % of each hour's calls have a known provider/model and a "
+    "price valid at their time.",
 )
 def priced_share(context: dg.AssetCheckExecutionContext, spendwatch: SpendwatchHome):
     start, end = run_window(context)

@@ -79,7 +79,7 @@ def spendwatch_dbt_seeds(context: dg.AssetExecutionContext, dbt: DbtCliResource)
     yield from dbt.cli(["build", "--full-refresh", *EXCLUDE_UNIT_TESTS], context=context).stream()
 
 
-DETECTION = "path:models/marts/anomalies"
+DETECTION = "tag:detection"
 
 
 @dbt_assets(

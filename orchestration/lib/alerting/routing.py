@@ -9,6 +9,7 @@ channels; a route with `continue: true` adds its channels and lets later routes 
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ SEVERITY_RANK = {"warning": 1, "critical": 2}
 ChannelType = Literal["slack", "pagerduty", "email"]
 #: The channels that need no declaration: their settings come from the environment.
 BUILTIN_CHANNELS: dict[str, str] = {"slack": "slack", "pagerduty": "pagerduty", "email": "email"}
-RUNBOOKS = REPO_DIR / "docs" / "runbooks"
+DETECTORS_SEED = REPO_DIR / "seeds" / "detectors.csv"
 
 
 class RoutingError(ValueError):
@@ -41,8 +42,9 @@ class RoutingError(ValueError):
 
 
 def known_detectors() -> set[str]:
-    """Every detector has a runbook, `docs/runbooks/<detector>.md`: the runbooks are the list."""
-    return {p.stem for p in RUNBOOKS.glob("*.md")}
+    """The detectors are the rows of the `detectors` seed (dbt checks it against the models)."""
+    with DETECTORS_SEED.open(newline="") as f:
+        return {row["detector"] for row in csv.DictReader(f)}
 
 
 def _as_list(value: Any) -> Any:

@@ -1,4 +1,5 @@
--- The dated price list with a stable id per row; an open valid_to means "still valid".
+-- The dated price list with a stable id per row; an open valid_to means "still valid"
+-- (is_current), stored as 9999-12-31 so range joins need no null case.
 with prices as (
     select * from {{ ref('model_prices') }}
 ),
@@ -10,6 +11,7 @@ final as (
         model,
         valid_from,
         coalesce(valid_to, cast('9999-12-31' as timestamp)) as valid_to,
+        valid_to is null as is_current,
         input_usd_per_mtok,
         output_usd_per_mtok,
         coalesce(cache_read_usd_per_mtok, input_usd_per_mtok) as cache_read_usd_per_mtok,

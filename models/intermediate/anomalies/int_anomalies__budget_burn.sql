@@ -1,8 +1,17 @@
 -- Month-to-date spend projected to month end (linearly over the hours elapsed) against the
--- monthly budget of a feature or team. One incident per budget and month.
-with calls as (
-    select hour_at, feature, team_id, environment, cost_usd
-    from {{ ref('fct_llm_calls') }}
+-- monthly budget of a feature or team. One incident per budget and month. Reads the hourly
+-- feature and team marts from the start of the month the run (and the incident look-back of
+-- marts.anomalies) reaches back to; hours with calls only.
+with feature_hours as (
+    select hour_at, 'feature' as scope, feature as name, environment, cost_usd
+    from {{ ref('agg_hourly_feature_cost') }}
+    where calls > 0 and {{ month_window_filter('hour_at', incident_lookback_hours()) }}
+),
+
+team_hours as (
+    select hour_at, 'team' as scope, team_id as name, environment, cost_usd
+    from {{ ref('agg_hourly_team_cost') }}
+    where team_id is not null and {{ month_window_filter('hour_at', incident_lookback_hours()) }}
 ),
 
 budgets as (
@@ -11,21 +20,21 @@ budgets as (
 
 hourly_spend as (
     select
-        calls.hour_at,
+        spend.hour_at,
         budgets.scope,
         budgets.name,
         budgets.environment,
         budgets.monthly_budget_usd,
-        {{ money('coalesce(sum(calls.cost_usd), 0)') }} as cost_usd
-    from calls
+        spend.cost_usd
+    from (
+        select * from feature_hours
+        union all
+        select * from team_hours
+    ) as spend
     inner join budgets
-        on budgets.environment = calls.environment
-        and (
-            (budgets.scope = 'feature' and budgets.name = calls.feature)
-            or (budgets.scope = 'team' and budgets.name = calls.team_id)
-        )
-    group by calls.hour_at, budgets.scope, budgets.name, budgets.environment,
-        budgets.monthly_budget_usd
+        on budgets.scope = spend.scope
+        and budgets.name = spend.name
+        and budgets.environment = spend.environment
 ),
 
 month_to_date as (
@@ -81,8 +90,7 @@ final as (
         scope || ' ' || name || '/' || environment || ': ' || {{ format_usd('spend_to_date_usd') }}
             || ' spent this month by ' || {{ hour_label('hour_at') }} || ' UTC, on course for '
             || {{ format_usd('projected_usd') }} || ', ' || {{ format_decimal('100 * budget_ratio', 0) }}
-            || ' % of the ' || {{ format_usd('monthly_budget_usd') }} || ' budget' as message,
-        {{ runbook('budget_burn') }} as runbook
+            || ' % of the ' || {{ format_usd('monthly_budget_usd') }} || ' budget' as message
     from scored
     where hours_elapsed >= min_history_hours
         and budget_ratio >= warning_threshold

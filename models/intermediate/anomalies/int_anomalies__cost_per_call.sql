@@ -55,8 +55,7 @@ final as (
             || ' per call in ' || {{ hour_label('hour_at') }} || ' UTC over '
             || {{ format_count('priced_calls') }} || ' calls, ' || {{ format_decimal('ratio') }}
             || '× the usual ' || {{ format_usd('cost_per_call_usd_baseline') }} || ' '
-            || {{ baseline_phrase('baseline_kind', 'hour_at') }} as message,
-        {{ runbook('cost_per_call') }} as runbook
+            || {{ baseline_phrase('baseline_kind', 'hour_at') }} as message
     from paired
     where is_candidate
         and (

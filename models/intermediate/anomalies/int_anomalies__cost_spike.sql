@@ -54,8 +54,7 @@ final as (
             || {{ hour_label('hour_at') }} || ' UTC against the usual '
             || {{ format_usd('cost_usd_baseline') }} || ' '
             || {{ baseline_phrase('baseline_kind', 'hour_at') }} || ' (z = '
-            || {{ format_decimal('cost_usd_z') }} || ')' as message,
-        {{ runbook('cost_spike') }} as runbook
+            || {{ format_decimal('cost_usd_z') }} || ')' as message
     from paired
     where is_candidate
         and (

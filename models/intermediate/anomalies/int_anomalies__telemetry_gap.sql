@@ -71,8 +71,7 @@ final as (
         feature || '/' || environment || ': no calls reported in ' || {{ hour_label('hour_at') }}
             || ' UTC (' || cast(silent_hours_in_a_row as varchar)
             || ' silent hour(s) in a row) where ' || {{ format_count('calls_baseline') }}
-            || ' are usual ' || {{ baseline_phrase('baseline_kind', 'hour_at') }} as message,
-        {{ runbook('telemetry_gap') }} as runbook
+            || ' are usual ' || {{ baseline_phrase('baseline_kind', 'hour_at') }} as message
     from scored
     where calls = 0
         and {{ alerting_baseline() }}

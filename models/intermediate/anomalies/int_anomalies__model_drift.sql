@@ -2,9 +2,9 @@
 -- Warning for any unexpected model (an unpriced one included, with a null price ratio);
 -- critical when its list price (input + output per 1M) is `critical_threshold` times the
 -- dearest allowed model's.
-with calls as (
-    select hour_at, feature, environment, provider, canonical_model, is_priced, cost_usd
-    from {{ ref('fct_llm_calls') }}
+with per_model as (
+    select hour_at, feature, environment, provider, model, calls, cost_usd
+    from {{ ref('agg_hourly_feature_model_cost') }}
 ),
 
 policy as (
@@ -12,9 +12,8 @@ policy as (
 ),
 
 current_prices as (
-    select provider, model, input_usd_per_mtok + output_usd_per_mtok as list_price
-    from {{ ref('stg_model_prices') }}
-    where valid_to >= cast('9999-01-01' as timestamp)
+    select provider, model, list_usd_per_mtok as list_price
+    from {{ ref('int_model_prices_current') }}
 ),
 
 allowed_price as (
@@ -22,19 +21,6 @@ allowed_price as (
     from policy
     left join current_prices on current_prices.model = policy.model
     group by policy.feature
-),
-
-per_model as (
-    select
-        hour_at,
-        feature,
-        environment,
-        provider,
-        canonical_model as model,
-        count(*) as calls,
-        {{ money('coalesce(sum(cost_usd), 0)') }} as cost_usd
-    from calls
-    group by hour_at, feature, environment, provider, canonical_model
 ),
 
 unexpected as (
@@ -94,8 +80,7 @@ final as (
             || {{ format_count('feature_calls') }} || ' calls in ' || {{ hour_label('hour_at') }}
             || ' UTC went to ' || model || ', which the feature is not meant to use'
             || coalesce(' (' || {{ format_decimal('price_ratio') }}
-                || '× the price of its dearest allowed model)', ' (no price known)') as message,
-        {{ runbook('model_drift') }} as runbook
+                || '× the price of its dearest allowed model)', ' (no price known)') as message
     from scored
     where calls >= min_calls
 )

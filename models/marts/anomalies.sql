@@ -1,36 +1,36 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="{{ delete_hour_window('hour_at') }}"
-    )
-}}
 -- Every detector's findings in one shape, one row per (hour, detector, metric, dimension).
 -- anomaly_id is the same for the same hour, detector and dimension, so re-running never
 -- duplicates; the hours of one finding share an incident_key (detector + dimension + first
--- hour; budget incidents by month) as long as no more than one quiet hour separates them, so
--- alerting can group them. A cost spike that another detector already explains (same feature
--- and hour) is left out.
+-- hour; detectors whose incident_period is month, budgets, by month) as long as no more than
+-- one quiet hour separates them, so alerting can group them. A cost spike that a detector
+-- which explains cost spikes already found (same feature and hour) is left out. What is
+-- known of each detector (runbook, incident period, whether it explains a cost spike) is the
+-- `detectors` seed; the singular test assert_detectors_seed_matches_models keeps the seed,
+-- the detector models and this union the same set.
 {%- set detectors = ['volume_spike', 'cost_per_call', 'cost_spike', 'cache_efficiency',
                      'model_drift', 'retry_storm', 'budget_burn', 'telemetry_gap',
                      'data_quality'] %}
 {%- set dimension = ['detector', 'metric', 'feature', 'environment', 'model', 'team_id'] %}
 with detected as (
     {%- for detector in detectors %}
-    select {{ anomaly_columns() | join(', ') }}
-    from {{ ref('anomalies_' ~ detector) }}
-    where {{ lookback_window_filter('hour_at', 168) }}
+    select {{ detector_columns() | join(', ') }}
+    from {{ ref('int_anomalies__' ~ detector) }}
+    where {{ lookback_window_filter('hour_at', incident_lookback_hours()) }}
     {%- if not loop.last %}
     union all
     {%- endif %}
     {%- endfor %}
 ),
 
+detectors as (
+    select * from {{ ref('detectors') }}
+),
+
 explained as (
-    select distinct hour_at, feature, environment
+    select distinct detected.hour_at, detected.feature, detected.environment
     from detected
-    where detector in ('volume_spike', 'cost_per_call', 'model_drift', 'retry_storm', 'cache_efficiency')
+    inner join detectors on detectors.detector = detected.detector
+    where detectors.explains_cost_spike
 ),
 
 kept as (
@@ -67,12 +67,16 @@ islands as (
 
 incidents as (
     select
-        *,
+        islands.*,
         case
-            when detector = 'budget_burn' then date_trunc('month', hour_at)
-            else min(hour_at) over (partition by {{ dimension | join(', ') }}, island)
-        end as incident_started_at
+            when detectors.incident_period = 'month' then date_trunc('month', islands.hour_at)
+            else min(islands.hour_at) over (
+                partition by {% for column in dimension %}islands.{{ column }}, {% endfor %}islands.island
+            )
+        end as incident_started_at,
+        detectors.runbook
     from islands
+    inner join detectors on detectors.detector = islands.detector
 ),
 
 final as (

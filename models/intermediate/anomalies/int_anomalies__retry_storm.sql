@@ -52,8 +52,7 @@ final as (
             || {{ format_count('calls') }} || ' calls in ' || {{ hour_label('hour_at') }}
             || ' UTC were retries (' || {{ format_decimal('100 * retry_rate', 0) }}
             || ' %; usually ' || coalesce({{ format_decimal('100 * retry_rate_baseline', 0) }}, '?')
-            || ' %), ' || {{ format_count('error_calls') }} || ' failed' as message,
-        {{ runbook('retry_storm') }} as runbook
+            || ' %), ' || {{ format_count('error_calls') }} || ' failed' as message
     from paired
     where is_candidate
         and (

@@ -80,8 +80,7 @@ calls_spikes as (
         feature || '/' || environment || ': ' || {{ format_count('calls') }} || ' calls in '
             || {{ hour_label('hour_at') }} || ' UTC, ' || {{ format_decimal('calls_ratio') }}
             || '× the usual ' || {{ format_count('calls_baseline') }} || ' '
-            || {{ baseline_phrase('baseline_kind', 'hour_at') }} as message,
-        {{ runbook('volume_spike') }} as runbook
+            || {{ baseline_phrase('baseline_kind', 'hour_at') }} as message
     from decided
     where calls_critical or calls_fire
 ),
@@ -103,8 +102,7 @@ token_spikes as (
             || ' tokens in ' || {{ hour_label('hour_at') }} || ' UTC over '
             || {{ format_count('calls') }} || ' calls, ' || {{ format_decimal('tokens_ratio') }}
             || '× the usual ' || {{ format_count('total_tokens_baseline') }} || ' '
-            || {{ baseline_phrase('baseline_kind', 'hour_at') }} as message,
-        {{ runbook('volume_spike') }} as runbook
+            || {{ baseline_phrase('baseline_kind', 'hour_at') }} as message
     from decided
     where (tokens_critical or tokens_fire) and not (calls_critical or calls_fire)
 ),

@@ -1,20 +1,21 @@
--- A failed error-level data-quality check (Great Expectations suites in expectations/, results
--- in ops.check_results) is an incident too: numbers built on broken telemetry are a blind spot.
+-- A failed error-level data-quality check (Great Expectations suites in expectations/, their
+-- outcomes in marts.fct_check_results) is an incident too: numbers built on broken telemetry
+-- are a blind spot.
 with results as (
-    select * from {{ source('ops', 'check_results') }}
+    select * from {{ ref('fct_check_results') }}
     where severity = 'error' and not passed
 ),
 
 final as (
     select
-        partition_hour as hour_at,
+        hour_at,
         'data_quality' as detector,
         'warning' as severity,
         cast(null as varchar) as feature,
         cast(null as varchar) as environment,
         cast(null as varchar) as model,
         cast(null as varchar) as team_id,
-        suite || ':' || check_name as metric,
+        check_id as metric,
         cast(unexpected_count as double) as observed_value,
         cast(0 as double) as baseline_value,
         cast(null as double) as stddev_value,
@@ -22,11 +23,10 @@ final as (
         cast(null as double) as ratio_to_baseline,
         cast(null as decimal(38, 15)) as estimated_excess_cost_usd,
         'data quality: ' || check_name || ' (' || suite || ') failed for '
-            || {{ hour_label('partition_hour') }} || ' UTC'
+            || {{ hour_label('hour_at') }} || ' UTC'
             || coalesce(': ' || cast(unexpected_count as varchar) || ' of '
                 || cast(element_count as varchar) || ' rows unexpected', '')
-            || coalesce(', observed ' || observed_value, '') as message,
-        {{ runbook('data_quality') }} as runbook
+            || coalesce(', observed ' || observed_value, '') as message
     from results
 )
 

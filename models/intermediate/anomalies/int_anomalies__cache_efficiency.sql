@@ -60,8 +60,7 @@ final as (
             || {{ hour_label('hour_at') }} || ' UTC (usually '
             || coalesce({{ format_decimal('100 * cache_hit_rate_baseline', 0) }} || ' %', 'unknown')
             || '; alert below ' || {{ format_decimal('100 * warning_threshold', 0) }} || ' %)'
-            as message,
-        {{ runbook('cache_efficiency') }} as runbook
+            as message
     from paired
     where is_candidate
         and (
