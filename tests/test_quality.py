@@ -73,7 +73,7 @@ def test_hours_frame_measures_staleness_and_the_usual_volume(tmp_path: Path) -> 
     the hour two before the checked one has 5 events, the next two hours empty files only."""
     import duckdb
 
-    from orchestration.quality import hours_frame
+    from orchestration.lib.quality import hours_frame
 
     landing, warehouse = tmp_path / "landing", tmp_path / "warehouse.duckdb"
     target = START.replace(tzinfo=None) - timedelta(days=1)
