@@ -176,13 +176,15 @@ class TrackedStream:
         self._state = StreamUsage()
         self._it: Any = None
 
-    def _observe(self, chunk: Any) -> None:
+    def _observe(self, chunk: Any) -> Any:
+        """Read the chunk's usage (never raising) and hand the chunk on untouched."""
         try:
             self._state.observe(chunk)
             if self._state.final:
                 self._finish(None)
         except Exception as exc:
             self._pending.tracker._warn_once("stream", f"cannot read a stream chunk: {exc!r}")
+        return chunk
 
     def _finish(self, error: BaseException | None, deferred: bool = False) -> None:
         if self._pending.done:
@@ -200,15 +202,10 @@ class TrackedStream:
         if self._it is None:
             self._it = iter(self._stream)
         try:
-            chunk = next(self._it)
-        except StopIteration:
-            self._finish(None)
-            raise
+            return self._observe(next(self._it))
         except BaseException as exc:
-            self._finish(exc)
+            self._ended(exc)
             raise
-        self._observe(chunk)
-        return chunk
 
     def __aiter__(self) -> TrackedStream:
         return self
@@ -217,15 +214,14 @@ class TrackedStream:
         if self._it is None:
             self._it = self._stream.__aiter__()
         try:
-            chunk = await self._it.__anext__()
-        except StopAsyncIteration:
-            self._finish(None)
-            raise
+            return self._observe(await self._it.__anext__())
         except BaseException as exc:
-            self._finish(exc)
+            self._ended(exc)
             raise
-        self._observe(chunk)
-        return chunk
+
+    def _ended(self, exc: BaseException) -> None:
+        """The stream ran out (its Stop[Async]Iteration) or failed: the call is recorded."""
+        self._finish(None if isinstance(exc, StopIteration | StopAsyncIteration) else exc)
 
     def close(self) -> Any:
         self._finish(None)

@@ -140,46 +140,49 @@ def _anthropic_tokens(raw_input: int, read: int, write: int, output: int, thinki
     return token_fields(raw_input, output, read, write, thinking, cache_outside=True)
 
 
+def _count(obj: Any, *path: str) -> int:
+    """The token count at `obj.<path...>` (0 when any step is absent)."""
+    for name in path:
+        obj = _get(obj, name)
+    return token_count(obj)
+
+
+def _openai_tokens(usage: Any, given: str, produced: str) -> dict:
+    """OpenAI's usage: `<given>_tokens` in, `<produced>_tokens` out, cache and reasoning parts
+    in their `_details` (Chat Completions say prompt/completion, the Responses API input/output)."""
+    return token_fields(
+        _count(usage, f"{given}_tokens"),
+        _count(usage, f"{produced}_tokens"),
+        _count(usage, f"{given}_tokens_details", "cached_tokens"),
+        _count(usage, f"{given}_tokens_details", "cache_write_tokens"),
+        _count(usage, f"{produced}_tokens_details", "reasoning_tokens"),
+    )
+
+
 def _tokens_from_usage(usage: Any, provider: str | None) -> dict:
     """Token fields from a usage object or dict of any supported provider shape."""
     if _has(usage, "prompt_tokens"):  # OpenAI Chat Completions, Completions, Embeddings
-        prompt_details = _get(usage, "prompt_tokens_details")
-        completion_details = _get(usage, "completion_tokens_details")
-        return token_fields(
-            token_count(_get(usage, "prompt_tokens")),
-            token_count(_get(usage, "completion_tokens")),
-            token_count(_get(prompt_details, "cached_tokens")),
-            token_count(_get(prompt_details, "cache_write_tokens")),
-            token_count(_get(completion_details, "reasoning_tokens")),
-        )
+        return _openai_tokens(usage, "prompt", "completion")
     if (
         provider == "anthropic"
         or _has(usage, "cache_read_input_tokens")
         or _has(usage, "cache_creation_input_tokens")
     ):  # Anthropic Messages
         return _anthropic_tokens(
-            token_count(_get(usage, "input_tokens")),
-            token_count(_get(usage, "cache_read_input_tokens")),
-            token_count(_get(usage, "cache_creation_input_tokens")),
-            token_count(_get(usage, "output_tokens")),
-            token_count(_get(_get(usage, "output_tokens_details"), "thinking_tokens")),
+            _count(usage, "input_tokens"),
+            _count(usage, "cache_read_input_tokens"),
+            _count(usage, "cache_creation_input_tokens"),
+            _count(usage, "output_tokens"),
+            _count(usage, "output_tokens_details", "thinking_tokens"),
         )
     if _has(usage, "input_tokens") or _has(usage, "output_tokens"):  # OpenAI Responses API
-        input_details = _get(usage, "input_tokens_details")
-        return token_fields(
-            token_count(_get(usage, "input_tokens")),
-            token_count(_get(usage, "output_tokens")),
-            token_count(_get(input_details, "cached_tokens")),
-            token_count(_get(input_details, "cache_write_tokens")),
-            token_count(_get(_get(usage, "output_tokens_details"), "reasoning_tokens")),
-        )
+        return _openai_tokens(usage, "input", "output")
     if _has(usage, "prompt_token_count") or _has(usage, "candidates_token_count"):  # Gemini
-        thoughts = token_count(_get(usage, "thoughts_token_count"))
+        thoughts = _count(usage, "thoughts_token_count")
         return token_fields(
-            token_count(_get(usage, "prompt_token_count"))
-            + token_count(_get(usage, "tool_use_prompt_token_count")),
-            token_count(_get(usage, "candidates_token_count")) + thoughts,
-            token_count(_get(usage, "cached_content_token_count")),
+            _count(usage, "prompt_token_count") + _count(usage, "tool_use_prompt_token_count"),
+            _count(usage, "candidates_token_count") + thoughts,
+            _count(usage, "cached_content_token_count"),
             0,
             thoughts,
         )
