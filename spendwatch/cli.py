@@ -300,6 +300,17 @@ def cmd_import_otel(args: argparse.Namespace) -> int:
     return 1 if stats["errors"] else 0
 
 
+def cmd_prices(args: argparse.Namespace) -> int:
+    """`prices sync|list`; a seed or catalog it cannot read is reported on stderr (exit 2)."""
+    from spendwatch.prices import PricesError
+
+    try:
+        return args.run(args)
+    except PricesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_prices_sync(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -473,11 +484,11 @@ def build_parser() -> argparse.ArgumentParser:
     sync_cmd.add_argument(
         "--catalog", help="model catalog CSV (default: model_catalog.csv beside the seed)"
     )
-    sync_cmd.set_defaults(func=cmd_prices_sync)
+    sync_cmd.set_defaults(func=cmd_prices, run=cmd_prices_sync)
     list_cmd = prices_sub.add_parser("list", help="print the prices valid at a time (default: now)")
     list_cmd.add_argument("--at", help="UTC timestamp, e.g. 2024-09-01 or 2025-06-10 12:00")
     list_cmd.add_argument("--seed", help=f"price seed CSV (default: {default_seed})")
-    list_cmd.set_defaults(func=cmd_prices_list)
+    list_cmd.set_defaults(func=cmd_prices, run=cmd_prices_list)
     return parser
 
 
@@ -495,8 +506,8 @@ def main(argv: list[str] | None = None) -> int:
             soft_wrap=True,
         )
         return 2
-    except (ValueError, FileNotFoundError) as exc:  # PricesError is a ValueError
-        Console(stderr=True).print(f"[red]error:[/] {exc}", soft_wrap=True)
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/] {exc}")
         return 2
 
 
