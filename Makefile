@@ -44,7 +44,8 @@ $(CHROMIUM):
 
 ui: $(MANIFEST)
 	mkdir -p "$(DAGSTER_HOME)"
-	$(BIN)/dagster dev -m orchestration.definitions
+	# dbt on PATH: under `dagster dev`, DbtProject.prepare_if_dev() re-parses the project on load
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster dev -m orchestration.definitions
 
 lint: $(STAMP)
 	$(BIN)/ruff check spendwatch orchestration tests benchmarks
