@@ -42,4 +42,4 @@ def test_dbt_checks_surface_as_asset_checks(dbt_manifest) -> None:
 
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert "unique_fct_llm_calls_event_id" in checks
-    assert {"lines_reconcile", "telemetry_completeness", "hours_complete", "priced_share"} <= checks
+    assert {"lines_reconcile", "telemetry_completeness", "priced_share"} <= checks

@@ -4,23 +4,6 @@
 with results as (
     select * from {{ ref('stg_ops__check_results') }}
     where {{ hour_window_filter('hour_at') }}
-),
-
-final as (
-    select
-        hour_at,
-        check_id,
-        asset,
-        suite,
-        check_name,
-        severity,
-        passed,
-        unexpected_count,
-        element_count,
-        observed_value,
-        details,
-        checked_at
-    from results
 )
 
-select * from final
+select * from results

@@ -3,9 +3,7 @@
 -- scored baseline the rate must also have fallen from it (z <= -min_z), so a feature that
 -- always caches little is not flagged every hour. Critical in its first hour; a warning waits
 -- for a second candidate hour (warning_confirm_hours).
-with hourly as (
-    select * from {{ ref('agg_hourly_feature_cost') }}
-),
+with {{ feature_hours_with_thresholds('cache_efficiency') }},
 
 caching_features as (
     select feature from {{ ref('feature_model_policy') }}
@@ -13,18 +11,12 @@ caching_features as (
     having bool_or(expects_caching)
 ),
 
-{{ detector_thresholds('cache_efficiency') }},
-
 scored as (
     select
-        hourly.*,
-        {{ hour_index('hourly.hour_at') }} as hour_index,
-        {{ threshold_columns(['warning_threshold', 'critical_threshold', 'min_calls', 'min_z',
-            'min_excess_usd', 'min_excess_share', 'warning_confirm_hours']) }},
+        thresholded.*,
         cost_usd - calls * cost_per_call_usd_baseline as excess_usd
-    from hourly
-    inner join caching_features on caching_features.feature = hourly.feature
-    {{ join_thresholds('hourly.feature') }}
+    from thresholded
+    inner join caching_features on caching_features.feature = thresholded.feature
 ),
 
 flagged as (

@@ -3,23 +3,14 @@
 -- z >= min_z / sqrt(2), money at stake. Critical (>= critical × baseline, z >= min_z, an
 -- excess of critical_min_excess_share of a usual day) in its first hour; a warning waits for a
 -- second candidate hour (see anomalies_volume_spike).
-with hourly as (
-    select * from {{ ref('agg_hourly_feature_cost') }}
-),
-
-{{ detector_thresholds('cost_per_call') }},
+with {{ feature_hours_with_thresholds('cost_per_call') }},
 
 scored as (
     select
-        hourly.*,
-        {{ hour_index('hourly.hour_at') }} as hour_index,
-        {{ threshold_columns(['warning_threshold', 'critical_threshold', 'min_calls', 'min_z',
-            'min_excess_usd', 'min_excess_share', 'critical_min_excess_share',
-            'warning_confirm_hours']) }},
+        *,
         cost_per_call_usd / nullif(cost_per_call_usd_baseline, 0) as ratio,
         (cost_per_call_usd - cost_per_call_usd_baseline) * priced_calls as excess_usd
-    from hourly
-    {{ join_thresholds('hourly.feature') }}
+    from thresholded
 ),
 
 flagged as (

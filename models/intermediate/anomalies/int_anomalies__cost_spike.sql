@@ -3,23 +3,14 @@
 -- z >= warning_threshold over two candidate hours (combined evidence), critical at
 -- z >= critical_threshold in one hour with an excess of critical_min_excess_share of a usual
 -- day; the hour must cost >= min_cost_usd and the excess be material. marts.anomalies drops it where a more specific detector explains the hour.
-with hourly as (
-    select * from {{ ref('agg_hourly_feature_cost') }}
-),
-
-{{ detector_thresholds('cost_spike') }},
+with {{ feature_hours_with_thresholds('cost_spike', omit=['min_z']) }},
 
 scored as (
     select
-        hourly.*,
-        {{ hour_index('hourly.hour_at') }} as hour_index,
-        {{ threshold_columns(['warning_threshold', 'critical_threshold', 'min_cost_usd',
-            'min_excess_usd', 'min_excess_share', 'critical_min_excess_share',
-            'warning_confirm_hours']) }},
-        {{ threshold('warning_threshold') }} as min_z,
+        *,
+        warning_threshold as min_z,
         cost_usd - cost_usd_baseline as excess_usd
-    from hourly
-    {{ join_thresholds('hourly.feature') }}
+    from thresholded
 ),
 
 flagged as (

@@ -3,22 +3,14 @@
 -- scored baseline the share must also have risen from it (z >= min_z), so a feature that
 -- always retries a lot is not flagged every hour. Critical in its first hour; a warning waits
 -- for a second candidate hour (warning_confirm_hours).
-with hourly as (
-    select * from {{ ref('agg_hourly_feature_cost') }}
-),
-
-{{ detector_thresholds('retry_storm') }},
+with {{ feature_hours_with_thresholds('retry_storm') }},
 
 scored as (
     select
-        hourly.*,
-        {{ hour_index('hourly.hour_at') }} as hour_index,
-        {{ threshold_columns(['warning_threshold', 'critical_threshold', 'min_calls', 'min_z',
-            'min_excess_usd', 'min_excess_share', 'warning_confirm_hours']) }},
+        *,
         (retry_calls - calls * coalesce(retry_rate_baseline, 0)) * coalesce(cost_per_call_usd, 0)
             as excess_usd
-    from hourly
-    {{ join_thresholds('hourly.feature') }}
+    from thresholded
 ),
 
 flagged as (

@@ -5,24 +5,15 @@
 -- critical_min_excess_share of a usual day, in its first hour. Warning: a second
 -- candidate hour (one of the two before) with combined evidence >= min_z, so a one-hour burst
 -- of 1.5-2x — common in real traffic — stays quiet.
-with hourly as (
-    select * from {{ ref('agg_hourly_feature_cost') }}
-),
-
-{{ detector_thresholds('volume_spike') }},
+with {{ feature_hours_with_thresholds('volume_spike') }},
 
 scored as (
     select
-        hourly.*,
-        {{ hour_index('hourly.hour_at') }} as hour_index,
-        {{ threshold_columns(['warning_threshold', 'critical_threshold', 'min_calls', 'min_z',
-            'min_excess_usd', 'min_excess_share', 'critical_min_excess_share',
-            'warning_confirm_hours']) }},
+        *,
         calls / nullif(calls_baseline, 0) as calls_ratio,
         total_tokens / nullif(total_tokens_baseline, 0) as tokens_ratio,
         cost_usd - cost_usd_baseline as excess_usd
-    from hourly
-    {{ join_thresholds('hourly.feature') }}
+    from thresholded
 ),
 
 candidates as (

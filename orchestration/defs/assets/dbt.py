@@ -75,8 +75,11 @@ def window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
 def spendwatch_dbt_seeds(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """Price list, aliases, catalog, thresholds, policy, budgets (unpartitioned). Reloaded
     whole (`--full-refresh`): a seed that gained a column (a new threshold) is recreated with
-    it instead of failing against the table loaded from its older version."""
-    yield from dbt.cli(["build", "--full-refresh", *EXCLUDE_UNIT_TESTS], context=context).stream()
+    it instead of failing against the table loaded from its older version. Tests that also
+    read a model (marts.anomalies.detector against the detectors seed) run with that model
+    (`--indirect-selection cautious`), not before it exists."""
+    args = ["build", "--full-refresh", "--indirect-selection", "cautious", *EXCLUDE_UNIT_TESTS]
+    yield from dbt.cli(args, context=context).stream()
 
 
 DETECTION = "tag:detection"
