@@ -464,9 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Import OpenTelemetry GenAI spans (OTLP/JSON trace exports) as call events.",
     )
     otel.add_argument("files", nargs="+", metavar="FILE", help="OTLP/JSON file or folder")
-    # also accepted after the command (`import-otel FILE --home DIR`); SUPPRESS keeps a --home
-    # given before the command
-    otel.add_argument("--home", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    # also accepted after the command; the SUPPRESS default keeps a --home given before it
+    otel.add_argument(
+        "--home",
+        default=argparse.SUPPRESS,
+        help="spendwatch home (default: $SPENDWATCH_HOME or ./.spendwatch)",
+    )
     otel.set_defaults(func=cmd_import_otel)
 
     prices = sub.add_parser(
