@@ -22,7 +22,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[warehouse,dev]"
 	touch $@
 
 # dbt's manifest, which the Dagster definitions load; parsed once here, never at import time.
@@ -44,7 +44,8 @@ $(CHROMIUM):
 
 ui: $(MANIFEST)
 	mkdir -p "$(DAGSTER_HOME)"
-	$(BIN)/dagster dev -m orchestration.definitions
+	# dbt on PATH: under `dagster dev`, DbtProject.prepare_if_dev() re-parses the project on load
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster dev -m orchestration.definitions
 
 lint: $(STAMP)
 	$(BIN)/ruff check spendwatch orchestration tests benchmarks

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.ingest import load_window
+from orchestration.lib.ingest import load_window
 from spendwatch.generator import generate
 
 CALLS = 1_000_000

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.real_traffic import hourly_series, labelled_windows
-from orchestration.ingest import load_window
+from orchestration.lib.ingest import load_window
 from spendwatch.generator import FEATURES, Incident, generate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.alerting.sensor import alert_backlog, alerts_job, alerts_on_anomalies
-from orchestration.assets.checks import priced_share
-from orchestration.assets.dbt import (
+from orchestration.defs.alerts import alert_backlog, alerts_job, alerts_on_anomalies
+from orchestration.defs.assets.checks import priced_share
+from orchestration.defs.assets.dbt import (
     spendwatch_dbt_detection,
     spendwatch_dbt_models,
     spendwatch_dbt_seeds,
 )
-from orchestration.assets.raw import lines_reconcile, raw_llm_calls
-from orchestration.assets.report import spend_report
-from orchestration.jobs import hourly_pipeline, hourly_schedule, reference_data
-from orchestration.resources import build_resources
-from orchestration.sensors import late_landing_files
+from orchestration.defs.assets.raw import lines_reconcile, raw_llm_calls
+from orchestration.defs.assets.report import spend_report
+from orchestration.defs.jobs import hourly_pipeline, hourly_schedule, reference_data
+from orchestration.defs.resources import build_resources
+from orchestration.defs.sensors import late_landing_files
 
 defs = dg.Definitions(
     assets=[

@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import subprocess
 import sys
-import threading
 import time
 import uuid
 import warnings
@@ -24,38 +22,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from orchestration.project import RANGE_END_TAG, RANGE_START_TAG
+from orchestration.defs.project import RANGE_END_TAG, RANGE_START_TAG
 from spendwatch.config import Paths, export_environment
 
 # The run's events are in the instance (and `make ui`); the terminal gets the progress bar.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-_WATCHED = ("models", "macros", "seeds", "tests/dbt", "dbt_project.yml", "profiles.yml")
-
-
-def prepare_manifest() -> None:
-    """`dbt parse` when the manifest is missing or older than the dbt sources (not at import)."""
-    from orchestration.project import PROJECT_DIR, dbt_project
-    from orchestration.resources import dbt_executable
-
-    manifest = dbt_project.manifest_path
-    if manifest.exists():
-        newest = max(
-            (p.stat().st_mtime for name in _WATCHED for p in _files(PROJECT_DIR / name)),
-            default=0.0,
-        )
-        if manifest.stat().st_mtime >= newest:
-            return
-    subprocess.run(
-        [dbt_executable(), "parse", "--quiet", "--profiles-dir", str(PROJECT_DIR)],
-        cwd=PROJECT_DIR,
-        check=True,
-    )
-
-
-def _files(path):
-    if path.is_file():
-        return [path]
-    return [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
 
 
 @contextlib.contextmanager
@@ -100,7 +71,11 @@ def materialize_range(
     if end <= start:
         raise ValueError(f"empty range: end {end:%Y-%m-%d %H:%M} is not after start")
     export_environment(p)
-    prepare_manifest()
+    # The manifest comes from `make manifest` (or `dagster dev`, through the DbtProject's
+    # prepare_if_dev); without one, stop here with what to do, before Dagster loads.
+    from orchestration.defs.project import manifest_path
+
+    manifest_path()
     import dagster as dg
 
     with warnings.catch_warnings():  # Dagster flags backfill_policy as beta at definition time
@@ -133,14 +108,7 @@ def materialize_range(
         RANGE_END_TAG: partition_key(end - timedelta(hours=1)),
         "spendwatch/source": "cli",
     }
-    done = threading.Event()
     seen: set[str] = set()
-
-    def watch(progress: Progress, task) -> None:
-        while not done.wait(0.5):
-            _update(instance, run_id, progress, task, seen)
-        _update(instance, run_id, progress, task, seen)
-
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -156,34 +124,36 @@ def materialize_range(
             total=expected or None,
             last="",
         )
-        watcher = threading.Thread(target=watch, args=(progress, task), daemon=True)
-        watcher.start()
+        # Dagster calls the instance's listeners for every event of the run as it is stored,
+        # on the thread that executes the run: the bar moves without polling the instance.
+        # (`add_event_listener` is the hook Dagster's own external steps use; it has no public
+        # counterpart for execute_in_process.)
+        instance.add_event_listener(run_id, lambda entry: _update(entry, progress, task, seen))
         log_path = log_dir / f"run-{run_id}.log"
-        try:
-            # dbt's own output (dagster-dbt echoes it to stdout) goes to the run's log file
-            with log_path.open("w") as log, _redirected(log):
-                result = job.execute_in_process(
-                    instance=instance,
-                    tags=tags,
-                    run_id=run_id,
-                    raise_on_error=False,
-                    run_config=QUIET,
-                )
-        finally:
-            done.set()
-            watcher.join()
+        # dbt's own output (dagster-dbt echoes it to stdout) goes to the run's log file
+        with log_path.open("w") as log, _redirected(log):
+            result = job.execute_in_process(
+                instance=instance,
+                tags=tags,
+                run_id=run_id,
+                raise_on_error=False,
+                run_config=QUIET,
+            )
     return RunSummary(run_id, result.success, time.monotonic() - began, hours, len(seen), log_path)
 
 
-def _update(instance, run_id, progress, task, seen) -> None:
-    from dagster import DagsterEventType
+def _update(entry, progress: Progress, task, seen: set[str]) -> None:
+    """One event of the run: a materialization advances the bar by its asset. Never raises:
+    it runs inside Dagster's event handling, and a progress bar must not fail a run."""
+    with contextlib.suppress(Exception):
+        _advance(entry, progress, task, seen)
 
-    try:
-        records = instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
-    except Exception:  # the run is not recorded yet
+
+def _advance(entry, progress: Progress, task, seen: set[str]) -> None:
+    event = entry.dagster_event
+    if event is None or not event.is_step_materialization:
         return
-    for record in records:
-        key = record.dagster_event.asset_key.to_user_string()
-        if key not in seen:
-            seen.add(key)
-            progress.update(task, completed=len(seen), last=key)
+    key = event.asset_key.to_user_string()
+    if key not in seen:
+        seen.add(key)
+        progress.update(task, completed=len(seen), last=key)

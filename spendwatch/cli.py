@@ -18,6 +18,12 @@ from rich.table import Table
 
 from spendwatch.config import Paths, paths
 
+#: What the `[warehouse]` extra installs; the SDK alone (tracker, OTel import) needs none of it.
+WAREHOUSE_MODULES = {
+    "dagster", "dagster_dbt", "dbt", "duckdb", "great_expectations", "pandas", "numpy",
+    "genai_prices", "httpx", "yaml", "plotly",
+}  # fmt: skip
+
 # wide enough for the tables when the output is a file or a pipe (rich assumes 80 columns)
 console = Console(width=None if sys.stdout.isatty() else 140)
 
@@ -127,8 +133,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def demo_alerts(p: Paths, run_id: str) -> None:
     """The alerts of the run's fresh incidents: sent when a channel is configured, else the
     dry run's preview (what would be sent where)."""
-    from orchestration.alerting.commands import send
-    from orchestration.alerting.deliveries import WarehouseBusy
+    from orchestration.lib.alerting.commands import send
+    from orchestration.lib.alerting.deliveries import WarehouseBusy
 
     configured = any(
         os.environ.get(v)
@@ -144,8 +150,8 @@ def demo_alerts(p: Paths, run_id: str) -> None:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    from orchestration.alerting import commands
-    from orchestration.alerting.deliveries import WarehouseBusy
+    from orchestration.lib.alerting import commands
+    from orchestration.lib.alerting.deliveries import WarehouseBusy
 
     p = paths(args.home)
     try:
@@ -279,6 +285,98 @@ def print_summary(p: Paths, start: datetime, end: datetime) -> None:
     )
 
 
+def cmd_import_otel(args: argparse.Namespace) -> int:
+    from spendwatch.otel import import_otel
+
+    stats = import_otel(args.files, args.home)
+    reasons = ", ".join(f"{k}: {v}" for k, v in stats["skipped_by_reason"].items())
+    print(
+        f"imported {stats['imported']} call events from {stats['spans']} spans in "
+        f"{stats['files']} file(s) into {paths(args.home).landing}; skipped {stats['skipped']}"
+        + (f" ({reasons})" if reasons else "")
+    )
+    for error in stats["errors"]:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if stats["errors"] else 0
+
+
+def cmd_prices(args: argparse.Namespace) -> int:
+    """`prices sync|list`; a seed or catalog it cannot read is reported on stderr (exit 2)."""
+    from spendwatch.prices import PricesError
+
+    try:
+        return args.run(args)
+    except PricesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_prices_sync(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from spendwatch.prices import (
+        CATALOG_NAME,
+        DEFAULT_SEED,
+        GenaiPrices,
+        read_catalog,
+        read_seed,
+        sync,
+        write_seed,
+    )
+
+    seed = Path(args.seed) if args.seed else DEFAULT_SEED
+    catalog_path = Path(args.catalog) if args.catalog else seed.with_name(CATALOG_NAME)
+    rows = read_seed(seed)
+    result = sync(rows, read_catalog(catalog_path), GenaiPrices())
+    print(f"genai-prices {result.genai_prices_version} (bundled data) vs {seed}")
+    marks = {"added": "+", "changed": "~", "removed": "-"}
+    for change in result.changes:
+        print(f"  {marks[change.kind]} {change.kind:<7} {change.label}: {change.describe()}")
+    for note in result.notes:
+        print(f"  = {note}")
+    counts = Counter(change.kind for change in result.changes)
+    summary = (
+        f"{counts['added']} added, {counts['changed']} changed, {counts['removed']} removed, "
+        f"{result.unchanged} unchanged"
+    )
+    if args.dry_run:
+        print(f"{summary}; dry run, nothing written")
+    elif result.changes:
+        write_seed(seed, result.rows)
+        print(f"{summary}; wrote {seed}. Re-price history with `dbt build --full-refresh`.")
+    else:
+        print(f"{summary}; {seed} is up to date")
+    return 0
+
+
+def cmd_prices_list(args: argparse.Namespace) -> int:
+    from spendwatch.prices.seed import DEFAULT_SEED, _fmt, _time, read_seed
+
+    at = _time(args.at, "--at") if args.at else datetime.now(UTC).replace(tzinfo=None)
+    rows = [
+        row for row in read_seed(Path(args.seed) if args.seed else DEFAULT_SEED)
+        if row.valid_from <= at and (row.valid_to is None or at < row.valid_to)
+    ]  # fmt: skip
+    table = Table(title=f"Prices valid at {at:%Y-%m-%d %H:%M} UTC (USD per 1M tokens)")
+    for name in ("provider", "model", "since", "input", "output", "cache read", "cache write",
+                 "long above", "long in/out", "batch off"):  # fmt: skip
+        table.add_column(name, justify="left" if name in ("provider", "model") else "right")
+    for row in rows:
+        f = {k: _fmt(v) for k, v in row.figures.items()}
+        long = f"{f['long_input_usd_per_mtok'] or f['input_usd_per_mtok']}/" \
+               f"{f['long_output_usd_per_mtok'] or f['output_usd_per_mtok']}"  # fmt: skip
+        table.add_row(
+            row.provider, row.model, f"{row.valid_from:%Y-%m-%d}",
+            f["input_usd_per_mtok"], f["output_usd_per_mtok"],
+            f["cache_read_usd_per_mtok"] or "=input", f["cache_write_usd_per_mtok"] or "=input",
+            f["long_context_threshold_tokens"],
+            long if f["long_context_threshold_tokens"] else "",
+            f["batch_discount"] or "0",
+        )  # fmt: skip
+    console.print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spendwatch", description="LLM token-spend observability warehouse."
@@ -360,34 +458,57 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--environment", help="only this environment (default: all, with a filter)")
     rep.set_defaults(func=cmd_report)
 
-    # parsed by their own modules (see main); listed here for --help
-    sub.add_parser("import-otel", help="convert OTLP/JSON GenAI span exports into landing files")
-    sub.add_parser("prices", help="sync the price seed from genai-prices (prices sync --dry-run)")
+    otel = sub.add_parser(
+        "import-otel",
+        help="convert OTLP/JSON GenAI span exports into landing files",
+        description="Import OpenTelemetry GenAI spans (OTLP/JSON trace exports) as call events.",
+    )
+    otel.add_argument("files", nargs="+", metavar="FILE", help="OTLP/JSON file or folder")
+    # also accepted after the command; the SUPPRESS default keeps a --home given before it
+    otel.add_argument(
+        "--home",
+        default=argparse.SUPPRESS,
+        help="spendwatch home (default: $SPENDWATCH_HOME or ./.spendwatch)",
+    )
+    otel.set_defaults(func=cmd_import_otel)
+
+    prices = sub.add_parser(
+        "prices",
+        help="sync the price seed from genai-prices (prices sync --dry-run)",
+        description="The dated price list and its sync with genai-prices.",
+    )
+    prices_sub = prices.add_subparsers(dest="prices_command", required=True)
+    default_seed = "seeds/model_prices.csv in this checkout"
+    sync_cmd = prices_sub.add_parser(
+        "sync", help="update the price seed from genai-prices' bundled data (offline)"
+    )
+    sync_cmd.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
+    sync_cmd.add_argument("--seed", help=f"price seed CSV to update (default: {default_seed})")
+    sync_cmd.add_argument(
+        "--catalog", help="model catalog CSV (default: model_catalog.csv beside the seed)"
+    )
+    sync_cmd.set_defaults(func=cmd_prices, run=cmd_prices_sync)
+    list_cmd = prices_sub.add_parser("list", help="print the prices valid at a time (default: now)")
+    list_cmd.add_argument("--at", help="UTC timestamp, e.g. 2024-09-01 or 2025-06-10 12:00")
+    list_cmd.add_argument("--seed", help=f"price seed CSV (default: {default_seed})")
+    list_cmd.set_defaults(func=cmd_prices, run=cmd_prices_list)
     return parser
-
-
-def _import_otel(argv: list[str]) -> int:
-    from spendwatch.otel import main_import_otel
-
-    at = argv.index("import-otel")
-    rest = argv[at + 1 :]
-    before = argv[:at]
-    if "--home" in before and "--home" not in rest:
-        rest += ["--home", before[before.index("--home") + 1]]
-    return main_import_otel(rest)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "import-otel" in argv:
-        return _import_otel(argv)
-    if argv[:1] == ["prices"]:
-        from spendwatch.prices import main_prices
-
-        return main_prices(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in WAREHOUSE_MODULES:
+            raise
+        Console(stderr=True).print(
+            f"[red]error:[/] `spendwatch {args.command}` needs the warehouse stack ({exc.name} is "
+            "not installed): pip install 'spendwatch\\[warehouse]'",
+            soft_wrap=True,
+        )
+        return 2
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2

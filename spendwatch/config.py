@@ -41,10 +41,6 @@ class Paths:
         """The dashboard `spendwatch report` and the `spend_report` asset write."""
         return self.home / "report.html"
 
-    def partition_dir(self, hour_start) -> Path:
-        """Landing folder of one UTC hour: `date=YYYY-MM-DD/hour=HH`."""
-        return self.landing / f"date={hour_start:%Y-%m-%d}" / f"hour={hour_start:%H}"
-
 
 def paths(home_dir: str | os.PathLike | None = None) -> Paths:
     return Paths(Path(home_dir).expanduser().resolve() if home_dir else home())

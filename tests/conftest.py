@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated spendwatch home per test, and the dbt manifest prepared once."""
+"""Shared fixtures: an isolated spendwatch home per test, and the dbt manifest."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import pytest
 from helpers import isolated_home
 
 from spendwatch.config import Paths
-
-REPO = Path(__file__).resolve().parents[1]
 
 # fixtures of the alerting tests (a real SMTP server on localhost)
 pytest_plugins = ["alert_support"]
@@ -25,10 +23,11 @@ def _quiet_tools() -> None:
 
 @pytest.fixture(scope="session")
 def dbt_manifest() -> Path:
-    from orchestration.runner import prepare_manifest
+    """The manifest `make manifest` wrote (`make test` runs it first, and re-parses when the dbt
+    sources changed); a clear error with what to run when it is missing."""
+    from orchestration.defs.project import manifest_path
 
-    prepare_manifest()
-    return REPO / "target" / "manifest.json"
+    return manifest_path()
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def dbt_build(home: Path, *args: str) -> None:
     import os
     import subprocess
 
-    from orchestration.resources import dbt_executable
+    from orchestration.defs.resources import dbt_executable
 
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "SPENDWATCH_HOME": str(home), "DBT_PROFILES_DIR": str(repo)}

@@ -28,14 +28,14 @@ from alert_support import (
 )
 from werkzeug import Response
 
-from orchestration.alerting.sensor import (
+from orchestration.defs.alerts import (
     ANOMALIES_ASSET,
     SOURCE_RUN_TAG,
     alert_backlog,
     alerts_on_anomalies,
 )
-from orchestration.ingest import load_window
-from orchestration.resources import dbt_executable
+from orchestration.defs.resources import dbt_executable
+from orchestration.lib.ingest import load_window
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")

@@ -31,8 +31,8 @@ from alert_support import (
 )
 from werkzeug import Response
 
-from orchestration.alerting.deliveries import WarehouseBusy, naive
-from orchestration.alerting.dispatch import run_alerts
+from orchestration.lib.alerting.deliveries import WarehouseBusy, naive
+from orchestration.lib.alerting.dispatch import run_alerts
 from spendwatch.config import alert_settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestration.alerting.channels import Redactor, destinations
-from orchestration.alerting.deliveries import Delivery
-from orchestration.alerting.incidents import Incident
-from orchestration.alerting.lifecycle import ActiveMute, plan
-from orchestration.alerting.routing import RoutingError, known_detectors, load_routing
+from orchestration.lib.alerting.channels import Redactor, destinations
+from orchestration.lib.alerting.deliveries import Delivery
+from orchestration.lib.alerting.incidents import Incident
+from orchestration.lib.alerting.lifecycle import ActiveMute, plan
+from orchestration.lib.alerting.routing import RoutingError, known_detectors, load_routing
 from spendwatch.config import AlertSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -236,7 +236,7 @@ def test_redaction_covers_secrets_and_the_secret_path_of_a_webhook(routing) -> N
 
 def test_the_alerts_commands_do_not_import_dagster_or_dbt() -> None:
     code = (
-        "import sys, spendwatch.cli, orchestration.alerting.commands\n"
+        "import sys, spendwatch.cli, orchestration.lib.alerting.commands\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'dbt', 'pandas'}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestration.ingest import connect
-from orchestration.resources import dbt_executable
+from orchestration.defs.resources import dbt_executable
+from orchestration.lib.ingest import connect
 
 REPO = Path(__file__).resolve().parents[1]
 

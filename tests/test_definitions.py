@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.assets.dbt import INGEST_ASSET
+from orchestration.defs.assets.dbt import INGEST_ASSET
 
 
 def test_definitions_load_and_lineage_is_one_graph(dbt_manifest) -> None:

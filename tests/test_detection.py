@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from helpers import query as warehouse_query
 
-from orchestration.ingest import load_window
-from orchestration.resources import dbt_executable
+from orchestration.defs.resources import dbt_executable
+from orchestration.lib.ingest import load_window
 from spendwatch.generator import default_incidents, generate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from helpers import query as warehouse_query
 
-from orchestration.ingest import load_window
-from orchestration.resources import dbt_executable
+from orchestration.defs.resources import dbt_executable
+from orchestration.lib.ingest import load_window
 from spendwatch.generator import (
     ENVIRONMENTS,
     FEATURES,

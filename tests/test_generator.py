@@ -12,6 +12,7 @@ import pytest
 
 from spendwatch.cli import main
 from spendwatch.generator import default_incidents, generate, load_incidents
+from spendwatch.landing import landing_file
 from spendwatch.schema import CallEvent
 
 START = datetime(2026, 10, 5, tzinfo=UTC)  # a Monday
@@ -56,7 +57,8 @@ def test_every_line_is_a_valid_event_in_its_hour_folder(tmp_path: Path) -> None:
     for path, data in events:
         event = CallEvent.model_validate(data)
         hour = event.occurred_at.astimezone(UTC)
-        assert path.parent.as_posix().endswith(f"date={hour:%Y-%m-%d}/hour={hour:%H}")
+        # DuckDB's partition_by names the folders the way spendwatch.landing does
+        assert path == landing_file(tmp_path, hour, "generator-0")
     assert len({d["event_id"] for _, d in events}) == len(events)
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from helpers import query
 
-from orchestration.ingest import MAX_LINE_BYTES, load_window
+from orchestration.lib.ingest import MAX_LINE_BYTES, load_window
+from spendwatch.landing import hour_dir, landing_file
 
 HOUR = datetime(2026, 11, 3, 14, tzinfo=UTC)
 NOW = HOUR + timedelta(minutes=20)  # "now" for the load: 14:20 UTC
@@ -77,7 +78,7 @@ CORPUS: list[tuple[bytes, str | None]] = [
 
 
 def write_hour(landing: Path, hour: datetime, name: str, content: bytes) -> Path:
-    folder = landing / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}"
+    folder = hour_dir(landing, hour)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     path.write_bytes(gzip.compress(content) if name.endswith(".gz") else content)
@@ -175,7 +176,7 @@ def test_reloading_replaces_the_partition(corpus) -> None:
     assert (
         query(warehouse, "select * exclude (loaded_at) from raw.llm_calls order by all") == snapshot
     )
-    (landing / f"date={HOUR:%Y-%m-%d}" / f"hour={HOUR:%H}" / "app-1.jsonl").unlink()
+    landing_file(landing, HOUR, "app-1").unlink()
     load_window(warehouse, landing, *window, now=NOW)
     assert query(warehouse, "select count(*) from raw.llm_calls") == [(3,)]
     assert query(warehouse, "select count(*) from raw.llm_calls_rejected") == [(1,)]
@@ -198,7 +199,7 @@ CRASH_SCRIPT = """
 import os, signal, sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from orchestration.ingest import load_window
+from orchestration.lib.ingest import load_window
 hour = datetime.fromisoformat(sys.argv[3])
 load_window(Path(sys.argv[1]), Path(sys.argv[2]), hour, hour + timedelta(hours=1),
             now=hour + timedelta(minutes=20),

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from spendwatch.otel import import_otel, main_import_otel
+from spendwatch.cli import main
+from spendwatch.landing import ALL_FILES, hour_dir
+from spendwatch.otel import import_otel
 from spendwatch.schema import CallEvent
 
 T0 = 1_741_651_200_000_000_000  # 2025-03-11T00:00:00Z in nanoseconds
@@ -113,12 +115,12 @@ def export() -> dict:
 
 def read_landing(home: Path) -> dict[str, CallEvent]:
     events = {}
-    for path in sorted((home / "landing" / "calls").glob("date=*/hour=*/*.jsonl")):
+    for path in sorted((home / "landing" / "calls").glob(ALL_FILES)):
         assert path.name.startswith("otel-")
         for line in path.read_text().splitlines():
             event = CallEvent.model_validate_json(line)
             at = event.occurred_at.astimezone(UTC)
-            assert path.parent.parts[-2:] == (f"date={at:%Y-%m-%d}", f"hour={at:%H}")
+            assert path.parent == hour_dir(home / "landing" / "calls", at)
             assert event.event_id not in events
             events[event.event_id] = event
     return events
@@ -212,11 +214,11 @@ def test_cli_reports_counts_and_bad_files(tmp_path, export_file, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('{"not": "otlp"}')
     home = tmp_path / "home"
-    code = main_import_otel([str(export_file), str(bad), "--home", str(home)])
+    code = main(["import-otel", str(export_file), str(bad), "--home", str(home)])
     out = capsys.readouterr()
     assert code == 1
     assert "imported 4 call events from 9 spans in 1 file(s)" in out.out
     assert "not_genai: 3" in out.out
     assert "bad.json" in out.err and "resourceSpans" in out.err
     assert len(read_landing(home)) == 4
-    assert main_import_otel([str(export_file), "--home", str(home)]) == 0
+    assert main(["import-otel", str(export_file), "--home", str(home)]) == 0

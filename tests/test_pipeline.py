@@ -16,6 +16,7 @@ from helpers import query as warehouse_query
 
 from orchestration.runner import materialize_range
 from spendwatch.generator import generate
+from spendwatch.landing import hour_dir
 
 REPO = Path(__file__).resolve().parents[1]
 START = datetime(2026, 11, 2, tzinfo=UTC)
@@ -129,7 +130,7 @@ def test_rematerializing_leaves_every_mart_the_same(warehouse) -> None:
 def test_a_changed_hour_changes_only_that_hour(warehouse) -> None:
     p, _ = warehouse
     hour = START + timedelta(hours=5)
-    folder = p.partition_dir(hour)
+    folder = hour_dir(p.landing, hour)
     extra = {
         "event_id": "late-arrival", "occurred_at": f"{hour:%Y-%m-%dT%H}:30:00Z",
         "provider": "openai", "model": "gpt-4o", "input_tokens": 1000, "output_tokens": 500,

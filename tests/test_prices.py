@@ -47,13 +47,14 @@ import genai_prices
 import pytest
 from helpers import isolated_home
 
-from orchestration.resources import dbt_executable
+from orchestration.defs.resources import dbt_executable
 from orchestration.runner import materialize_range
+from spendwatch.cli import main
+from spendwatch.landing import hour_dir
 from spendwatch.prices import (
     DEFAULT_SEED,
     GenaiPrices,
     PriceRow,
-    main_prices,
     read_catalog,
     read_seed,
     sync,
@@ -273,7 +274,7 @@ def random_calls(seeds: Seeds, hour: datetime, count: int, rng: random.Random) -
 
 
 def write_landing(p, hour: datetime, calls: list[Call]) -> None:
-    folder = p.partition_dir(hour)
+    folder = hour_dir(p.landing, hour)
     folder.mkdir(parents=True, exist_ok=True)
     lines = [
         CallEvent(**{**call.__dict__, "feature": "pricing-check"}).to_json_line() for call in calls
@@ -455,7 +456,7 @@ def _edited_copy(tmp_path: Path) -> Path:
 def test_sync_dry_run_reports_changes_and_writes_nothing(tmp_path: Path, capsys) -> None:
     seed = _edited_copy(tmp_path)
     before = seed.read_bytes()
-    assert main_prices(["sync", "--dry-run", "--seed", str(seed)]) == 0
+    assert main(["prices", "sync", "--dry-run", "--seed", str(seed)]) == 0
     out = capsys.readouterr().out
     assert seed.read_bytes() == before
     assert "~ changed openai/gpt-4.1@2025-04-14: output 9 → 8" in out
@@ -467,17 +468,17 @@ def test_sync_dry_run_reports_changes_and_writes_nothing(tmp_path: Path, capsys)
 
 def test_sync_writes_the_seed(tmp_path: Path, capsys) -> None:
     seed = _edited_copy(tmp_path)
-    assert main_prices(["sync", "--seed", str(seed)]) == 0
+    assert main(["prices", "sync", "--seed", str(seed)]) == 0
     assert "1 added, 1 changed, 0 removed" in capsys.readouterr().out
     synced = {row.key: row for row in read_seed(seed)}
     repo = {row.key: row for row in read_seed(DEFAULT_SEED)}
     (own,) = [row for key, row in synced.items() if key not in repo]
     assert own.model == "gpt-internal" and own.source == "our own contract"
     assert {key: row for key, row in synced.items() if key in repo} == repo
-    assert main_prices(["sync", "--dry-run", "--seed", str(seed)]) == 0
+    assert main(["prices", "sync", "--dry-run", "--seed", str(seed)]) == 0
     assert "0 added, 0 changed, 0 removed" in capsys.readouterr().out
 
 
 def test_sync_reports_a_missing_seed(tmp_path: Path, capsys) -> None:
-    assert main_prices(["sync", "--seed", str(tmp_path / "nope.csv")]) == 2
+    assert main(["prices", "sync", "--seed", str(tmp_path / "nope.csv")]) == 2
     assert "price seed" in capsys.readouterr().err

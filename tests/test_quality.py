@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 from helpers import isolated_home, query
 
-from orchestration.ingest import load_window
-from orchestration.quality import run_raw_suites, validate
-from orchestration.resources import SpendwatchHome
+from orchestration.defs.resources import SpendwatchHome
+from orchestration.lib.ingest import load_window
+from orchestration.lib.quality import run_raw_suites, validate
 from orchestration.runner import materialize_range
+from spendwatch.landing import hour_dir
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 START = NOW - timedelta(hours=6)
@@ -36,7 +37,7 @@ def event(i: int, hour: datetime, **change) -> str:
 
 
 def write(landing: Path, hour: datetime, name: str, lines: list[str]) -> Path:
-    folder = landing / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}"
+    folder = hour_dir(landing, hour)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     path.write_text("".join(line + "\n" for line in lines))
@@ -72,7 +73,7 @@ def test_hours_frame_measures_staleness_and_the_usual_volume(tmp_path: Path) -> 
     the hour two before the checked one has 5 events, the next two hours empty files only."""
     import duckdb
 
-    from orchestration.quality import hours_frame
+    from orchestration.lib.quality import hours_frame
 
     landing, warehouse = tmp_path / "landing", tmp_path / "warehouse.duckdb"
     target = START.replace(tzinfo=None) - timedelta(days=1)
@@ -158,7 +159,7 @@ def test_failed_checks_show_on_the_assets_and_become_anomalies(loaded_home) -> N
 
 
 def test_late_file_is_picked_up_by_the_sensor(loaded_home) -> None:
-    from orchestration.sensors import late_landing_files
+    from orchestration.defs.sensors import late_landing_files
 
     def tick():
         context = dg.build_sensor_context(

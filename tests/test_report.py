@@ -28,9 +28,10 @@ import pytest
 from helpers import dbt_build
 from helpers import query as warehouse_query
 
-from orchestration.ingest import connect as ingest_connect
-from orchestration.ingest import load_window
+from orchestration.lib.ingest import connect as ingest_connect
+from orchestration.lib.ingest import load_window
 from spendwatch.generator import generate, load_incidents
+from spendwatch.landing import hour_dir
 from spendwatch.report import STEPS, ReportError, build_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +83,7 @@ LAUNCH_ARGS = [
 
 def write_hostile_lines(landing: Path) -> None:
     """An application whose names are markup and script, and a writer that breaks lines."""
-    folder = landing / f"date={HOSTILE_HOUR:%Y-%m-%d}" / f"hour={HOSTILE_HOUR:%H}"
+    folder = hour_dir(landing, HOSTILE_HOUR)
     lines = []
     for i in range(46):
         lines.append(
@@ -141,7 +142,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, dbt_manifest: Path) -> Path:
     write_hostile_lines(landing)
     warehouse = home / "warehouse.duckdb"
     load_window(warehouse, landing, START, END, now=END)
-    from orchestration.quality import run_raw_suites  # GX: imported only where it runs
+    from orchestration.lib.quality import run_raw_suites  # GX: imported only where it runs
 
     run_raw_suites(warehouse, END - timedelta(hours=24), END, END)
     dbt_build(home)
@@ -558,8 +559,8 @@ def test_the_dagster_asset_renders_the_report_and_releases_the_file(
 ) -> None:
     import dagster as dg
 
-    from orchestration.assets.report import spend_report
-    from orchestration.resources import SpendwatchHome
+    from orchestration.defs.assets.report import spend_report
+    from orchestration.defs.resources import SpendwatchHome
 
     copy = tmp_path / "home"
     copy.mkdir()

@@ -34,7 +34,8 @@ from anthropic.types import (
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseCompletedEvent
 
-import spendwatch.tracker as tracker_mod
+import spendwatch.tracker.writer as writer_mod
+from spendwatch.landing import ALL_FILES, hour_dir
 from spendwatch.schema import CallEvent
 from spendwatch.tracker import Tracker, scope, track_anthropic, track_openai, usage_from_response
 
@@ -143,7 +144,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def landing_files(home: Path) -> list[Path]:
-    return sorted((home / "landing" / "calls").glob("date=*/hour=*/*.jsonl"))
+    return sorted((home / "landing" / "calls").glob(ALL_FILES))
 
 
 def read_events(home: Path) -> list[CallEvent]:
@@ -154,9 +155,9 @@ def read_events(home: Path) -> list[CallEvent]:
         for line in text.splitlines():
             event = CallEvent.model_validate_json(line)
             at = event.occurred_at.astimezone(UTC)
-            assert path.parent == home / "landing" / "calls" / f"date={at:%Y-%m-%d}" / (
-                f"hour={at:%H}"
-            ), "event written outside its UTC hour folder"
+            assert path.parent == hour_dir(home / "landing" / "calls", at), (
+                "event written outside its UTC hour folder"
+            )
             events.append(event)
     return events
 
@@ -820,16 +821,16 @@ def test_disk_failure_mid_write_leaves_only_whole_lines(tracker, home, monkeypat
     caplog.set_level(logging.WARNING, logger="spendwatch.tracker")
     record_many(tracker, 5)
     assert tracker.flush(5)
-    real_write_all = tracker_mod._write_all
+    real_write_all = writer_mod._write_all
 
     def disk_full(fd, data):  # half the batch reaches the disk, then ENOSPC
         os.write(fd, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(tracker_mod, "_write_all", disk_full)
+    monkeypatch.setattr(writer_mod, "_write_all", disk_full)
     assert all(record_many(tracker, 7))
     assert tracker.flush(5)
-    monkeypatch.setattr(tracker_mod, "_write_all", real_write_all)
+    monkeypatch.setattr(writer_mod, "_write_all", real_write_all)
     record_many(tracker, 3)  # the disk recovered
     assert tracker.flush(5)
     stats = tracker.stats()
@@ -842,14 +843,14 @@ def test_disk_failure_mid_write_leaves_only_whole_lines(tracker, home, monkeypat
 def test_full_queue_never_blocks_and_counts_drops(home, monkeypatch, caplog):
     caplog.set_level(logging.WARNING, logger="spendwatch.tracker")
     entered, release = threading.Event(), threading.Event()
-    real_append = tracker_mod._append_lines
+    real_append = writer_mod._append_lines
 
     def stuck_disk(path, data):
         entered.set()
         release.wait(30)
         real_append(path, data)
 
-    monkeypatch.setattr(tracker_mod, "_append_lines", stuck_disk)
+    monkeypatch.setattr(writer_mod, "_append_lines", stuck_disk)
     t = Tracker(home=home, feature="f", queue_size=10, flush_interval=0.01)
     try:
         record_many(t, 1)

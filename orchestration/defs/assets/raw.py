@@ -1,0 +1,127 @@
+"""The ingest asset: landing files of an hour window → raw.llm_calls (+ quarantine, load log),
+with its checks: lines reconcile, and the Great Expectations completeness suites."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from orchestration.defs.project import HOURLY
+from orchestration.defs.resources import SpendwatchHome
+from orchestration.lib.ingest import connect, load_window
+from orchestration.lib.quality import SuiteOutcome, run_raw_suites
+
+RAW_SUITES = {"raw_load_hours": "telemetry_completeness"}
+
+
+def check_result(
+    outcome: SuiteOutcome, check_name: str, asset_key=None, never_blocks: bool = False
+) -> dg.AssetCheckResult:
+    """A GX suite outcome as a Dagster check: fails with ERROR when an error-level expectation
+    failed, WARN when only warn-level ones did. `never_blocks` reports WARN either way (for a
+    blocking check whose downstream must run regardless); `level` in the metadata keeps the
+    suite's own verdict."""
+    has_error = any(o.severity == "error" for o in outcome.failed)
+    metadata = outcome.metadata()
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=check_name,
+        passed=not outcome.failed,
+        severity=dg.AssetCheckSeverity.ERROR
+        if has_error and not never_blocks
+        else dg.AssetCheckSeverity.WARN,
+        metadata={
+            **{k: v for k, v in metadata.items() if k != "failures"},
+            "failures": dg.MetadataValue.json(metadata["failures"]),
+            "level": "error" if has_error else ("warn" if outcome.failed else "ok"),
+        },
+    )
+
+
+@dg.asset(
+    name="raw_llm_calls",
+    group_name="ingest",
+    partitions_def=HOURLY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    kinds={"duckdb", "python"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "telemetry_completeness",
+            asset="raw_llm_calls",
+            description="GX suite expectations/raw_load_hours.json: every hour of the window has "
+            "landing files and at most 1 % of its lines rejected (error); its newest event is at "
+            "most two hours old and it loaded at least a fifth of its usual lines (warning).",
+        ),
+    ],
+    description=(
+        "Landing files (`landing/calls/date=/hour=/*.jsonl[.gz]`) loaded into raw.llm_calls; "
+        "every line it cannot accept goes to raw.llm_calls_rejected with its reason. Re-running "
+        "an hour replaces it in one transaction."
+    ),
+)
+def raw_llm_calls(context: dg.AssetExecutionContext, spendwatch: SpendwatchHome):
+    window = context.partition_time_window
+    p = spendwatch.paths()
+    result = load_window(p.warehouse, p.landing, window.start, window.end)
+    context.log.info(
+        f"{window.start:%Y-%m-%d %H:00} → {window.end:%Y-%m-%d %H:00}: {result.files} files, "
+        f"{result.lines} lines, {result.loaded} loaded, {result.rejected} rejected"
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            "window_start": window.start.isoformat(),
+            "window_end": window.end.isoformat(),
+            "files": result.files,
+            "lines_read": result.lines,
+            "rows_loaded": result.loaded,
+            "rows_rejected": result.rejected,
+            "rejected_by_reason": dg.MetadataValue.json(result.rejected_by_reason),
+        }
+    )
+    for outcome in run_raw_suites(p.warehouse, window.start, window.end, datetime.now(UTC)):
+        yield check_result(outcome, RAW_SUITES[outcome.suite])
+
+
+@dg.asset_check(
+    asset=raw_llm_calls,
+    name="lines_reconcile",
+    blocking=True,
+    description="Every landing file: lines read = rows loaded + rows rejected, and the raw tables "
+    "hold exactly those rows.",
+)
+def lines_reconcile(spendwatch: SpendwatchHome) -> dg.AssetCheckResult:
+    con = connect(spendwatch.paths().warehouse)
+    try:
+        mismatched = con.execute(
+            """
+            with tables as (
+                select source_file, count(*) as n, 0 as r from raw.llm_calls group by 1
+                union all
+                select source_file, 0, count(*) from raw.llm_calls_rejected group by 1
+            ),
+            found as (
+                select source_file, sum(n) as loaded, sum(r) as rejected
+                from tables group by 1
+            )
+            select log.source_file, log.lines, log.loaded, log.rejected,
+                coalesce(found.loaded, 0), coalesce(found.rejected, 0)
+            from raw.load_log as log
+            left join found using (source_file)
+            where log.lines <> log.loaded + log.rejected
+                or log.loaded <> coalesce(found.loaded, 0)
+                or log.rejected <> coalesce(found.rejected, 0)
+            limit 20
+            """
+        ).fetchall()
+        files, lines = con.execute(
+            "select count(*), coalesce(sum(lines), 0) from raw.load_log"
+        ).fetchone()
+    finally:
+        con.close()
+    return dg.AssetCheckResult(
+        passed=not mismatched,
+        metadata={
+            "files_checked": files,
+            "lines_checked": int(lines),
+            "mismatched_files": dg.MetadataValue.json([list(map(str, row)) for row in mismatched]),
+        },
+    )

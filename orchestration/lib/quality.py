@@ -1,0 +1,326 @@
+"""Telemetry completeness with Great Expectations: run the suites of `expectations/`, record
+every outcome in `ops.check_results`, and hand Dagster an asset-check result.
+
+Suites are JSON files (one per checked frame), loaded into GX 1.x `ExpectationSuite`s and run in
+an ephemeral context on pandas frames built from the warehouse for the run's hour window:
+
+| suite | frame (one row per) | asset checked |
+|---|---|---|
+| raw_load_hours | hour of the window (files, rejected share, freshness, volume against the usual) | raw_llm_calls |
+| fct_llm_calls | hour of the window (priced share, from the hourly model mart) | marts/fct_llm_calls |
+
+Only what the ingest cannot know is checked here: the rules of a single line (required fields,
+types, non-negative and consistent tokens, unique ids) are the ingest's, which quarantines a
+line that breaks them, so they cannot fail on raw.llm_calls.
+
+Each expectation's severity (GX's own field) is its level: `critical` = **error** (a failure
+becomes a `data_quality` row of marts.anomalies through `int_anomalies__data_quality`), `warning` =
+**warn** (shown on the asset check and recorded, not alerted). Outcomes are recorded per
+expectation and per hour (the failing rows' hours), so an alert names the hour that is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from orchestration.lib.ingest import partition_hours
+from orchestration.lib.quality_ddl import CHECK_RESULTS_DDL
+
+SUITES_DIR = Path(__file__).resolve().parents[2] / "expectations"
+ERROR, WARN = "error", "warn"
+SAMPLE_SIZE = 5
+
+
+@dataclass
+class ExpectationOutcome:
+    check_name: str
+    severity: str
+    passed: bool
+    unexpected_count: int | None
+    element_count: int | None
+    observed_value: str | None
+    sample: list
+    failing_hours: list[datetime] = field(default_factory=list)
+    values_by_hour: dict[datetime, list] = field(default_factory=dict)
+
+
+@dataclass
+class SuiteOutcome:
+    suite: str
+    asset: str
+    outcomes: list[ExpectationOutcome]
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outcomes if o.severity == ERROR)
+
+    @property
+    def failed(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.passed]
+
+    def metadata(self) -> dict:
+        return {
+            "suite": self.suite,
+            "expectations": len(self.outcomes),
+            "failed_error_level": sum(1 for o in self.failed if o.severity == ERROR),
+            "failed_warn_level": sum(1 for o in self.failed if o.severity == WARN),
+            "failures": [
+                {
+                    "check": o.check_name,
+                    "severity": o.severity,
+                    "unexpected_count": o.unexpected_count,
+                    "element_count": o.element_count,
+                    "observed_value": o.observed_value,
+                    "failing_hours": [f"{h:%Y-%m-%d %H:00}" for h in o.failing_hours[:24]],
+                    "sample": [_plain(v) for v in o.sample[:SAMPLE_SIZE]],
+                }
+                for o in self.failed
+            ],
+        }
+
+
+def _plain(value):
+    if isinstance(value, float) and value != value:  # NaN (a pandas null) is not JSON
+        return None
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):
+        return _plain(value.item())
+    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+
+
+@cache
+def _context():
+    import great_expectations as gx
+
+    for name in ("great_expectations", "great_expectations.core", "py.warnings"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    return context
+
+
+def load_suite(name: str):
+    import great_expectations as gx
+
+    spec = json.loads((SUITES_DIR / f"{name}.json").read_text())
+    return gx.ExpectationSuite(name=spec["name"], expectations=spec["expectations"],
+                               meta=spec.get("meta", {}))  # fmt: skip
+
+
+def _check_name(config) -> str:
+    kwargs = config.kwargs
+    columns = [kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs]
+    return (config.meta or {}).get("check") or ".".join([config.type, *columns])
+
+
+def validate(suite_name: str, asset: str, frame: pd.DataFrame, hour_column: str) -> SuiteOutcome:
+    """Run one suite over a frame; map failing rows back to the hours they belong to."""
+    suite = load_suite(suite_name)
+    context = _context()
+    source = context.data_sources.add_or_update_pandas(f"spendwatch_{suite_name}")
+    data_asset = source.add_dataframe_asset(name=f"{suite_name}_frame")
+    batch_definition = data_asset.add_batch_definition_whole_dataframe("window")
+    frame = frame.reset_index(drop=True)
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    result = batch.validate(
+        suite,
+        result_format={
+            "result_format": "COMPLETE",
+            "unexpected_index_column_names": [],
+            "partial_unexpected_count": SAMPLE_SIZE,
+        },
+    )
+    outcomes = []
+    hours = frame.get(hour_column)
+    for r in result.results:
+        config = r.expectation_config
+        res = r.result or {}
+        indices = res.get("unexpected_index_list") or []
+        values = res.get("unexpected_list") or []
+        failing, by_hour = [], {}
+        if not r.success and hours is not None and len(frame):
+            rows = [i if isinstance(i, int) else next(iter(i.values()), None) for i in indices]
+            for row, value in zip(rows, values, strict=False):
+                if isinstance(row, int):
+                    hour = pd.Timestamp(hours.iloc[row]).to_pydatetime()
+                    by_hour.setdefault(hour, []).append(_plain(value))
+            # an aggregate expectation (no failing rows) is about every hour of the window
+            failing = sorted(by_hour) or sorted(pd.Timestamp(h).to_pydatetime() for h in set(hours))
+        observed = res.get("observed_value")
+        outcomes.append(
+            ExpectationOutcome(
+                check_name=_check_name(config),
+                severity=ERROR if str(config.severity.value) == "critical" else WARN,
+                passed=bool(r.success),
+                unexpected_count=res.get("unexpected_count"),
+                element_count=res.get("element_count"),
+                observed_value=None if observed is None else str(_plain(observed)),
+                sample=list(res.get("partial_unexpected_list") or []),
+                failing_hours=failing,
+                values_by_hour=by_hour,
+            )
+        )
+    return SuiteOutcome(suite_name, asset, outcomes)
+
+
+USUAL_WEEKS = 4  # loaded_vs_usual: the median of the same hour of week over these weeks
+FRESHNESS_LOOKBACK_HOURS = 24
+
+
+def hours_frame(con, start: datetime, end: datetime) -> pd.DataFrame:
+    """One row per hour of the window: landing files, lines, loaded and rejected (load log),
+    the rejected share, the minutes from the newest event landed by the hour's end to that end
+    (lag_minutes), and the loaded lines against the median of the same hour of the week over
+    the previous USUAL_WEEKS weeks (loaded_vs_usual; null with fewer than two such hours)."""
+    window = [start.replace(tzinfo=None), end.replace(tzinfo=None)]
+    return con.execute(
+        f"""
+        with hours as (
+            select unnest(generate_series(
+                cast($start as timestamp), cast($end as timestamp) - interval 1 hour,
+                interval 1 hour)) as partition_hour
+        ),
+        logged as (
+            select partition_hour, count(*) as files, sum(lines) as lines,
+                sum(loaded) as loaded, sum(rejected) as rejected
+            from raw.load_log
+            where partition_hour >= cast($start as timestamp) - interval {USUAL_WEEKS * 7} day
+                and partition_hour < cast($end as timestamp)
+            group by 1
+        ),
+        newest as (
+            select partition_hour, max(occurred_at) as newest_at
+            from raw.llm_calls
+            where partition_hour >= cast($start as timestamp)
+                    - interval {FRESHNESS_LOOKBACK_HOURS} hour
+                and partition_hour < cast($end as timestamp)
+            group by 1
+        ),
+        usual as (
+            select hours.partition_hour, median(logged.loaded) as usual_loaded,
+                count(*) as usual_points
+            from hours
+            inner join logged
+                on logged.partition_hour < hours.partition_hour
+                and logged.partition_hour >= hours.partition_hour - interval {USUAL_WEEKS * 7} day
+                and date_diff('hour', logged.partition_hour, hours.partition_hour) % 168 = 0
+            group by 1
+        ),
+        fresh as (
+            select hours.partition_hour,
+                max(least(newest.newest_at, hours.partition_hour + interval 1 hour)) as newest_at
+            from hours
+            inner join newest on newest.partition_hour <= hours.partition_hour
+            group by 1
+        )
+        select
+            hours.partition_hour,
+            coalesce(logged.files, 0) as files,
+            coalesce(logged.lines, 0) as lines,
+            coalesce(logged.loaded, 0) as loaded,
+            coalesce(logged.rejected, 0) as rejected,
+            coalesce(logged.rejected / nullif(logged.lines, 0), 0.0) as rejected_share,
+            date_diff('minute', fresh.newest_at, hours.partition_hour + interval 1 hour)
+                as lag_minutes,
+            case when usual.usual_points >= 2 and usual.usual_loaded > 0
+                then coalesce(logged.loaded, 0) / usual.usual_loaded end as loaded_vs_usual
+        from hours
+        left join logged using (partition_hour)
+        left join usual using (partition_hour)
+        left join fresh using (partition_hour)
+        order by 1
+        """,
+        {"start": window[0], "end": window[1]},
+    ).df()
+
+
+def priced_frame(con, start: datetime, end: datetime) -> pd.DataFrame:
+    """One row per hour of the window with calls: the priced share as the hourly model mart
+    counts it (priced_calls / calls) and the models it could not price."""
+    return con.execute(
+        """
+        select hour_at, sum(calls) as calls,
+            cast(sum(priced_calls) as double) / sum(calls) as priced_share,
+            string_agg(case when unpriced_calls > 0 then provider || '/' || model end, ', '
+                order by model) as unpriced_models
+        from marts.agg_hourly_model_cost
+        where hour_at >= ? and hour_at < ?
+        group by 1 having sum(calls) > 0 order by 1
+        """,
+        [start.replace(tzinfo=None), end.replace(tzinfo=None)],
+    ).df()
+
+
+def record(con, outcome: SuiteOutcome, start: datetime, end: datetime, now: datetime) -> None:
+    """Replace the window's rows of this suite in ops.check_results (one per check and hour)."""
+    con.execute(CHECK_RESULTS_DDL)
+    window = [h.replace(tzinfo=None) for h in partition_hours(start, end)]
+    rows = []
+    for o in outcome.outcomes:
+        failing = set(o.failing_hours)
+        details = json.dumps({"sample": [_plain(v) for v in o.sample[:SAMPLE_SIZE]]})
+        for hour in window:
+            passed = o.passed or hour not in failing
+            observed = o.observed_value
+            if not passed and o.values_by_hour.get(hour):
+                observed = ", ".join(str(v) for v in o.values_by_hour[hour][:SAMPLE_SIZE])
+            rows.append({
+                "asset": outcome.asset, "suite": outcome.suite, "check_name": o.check_name,
+                "severity": o.severity, "partition_hour": hour, "passed": passed,
+                "unexpected_count": None if passed else o.unexpected_count,
+                "element_count": o.element_count, "observed_value": observed,
+                "details": None if passed else details, "checked_at": now.replace(tzinfo=None),
+            })  # fmt: skip
+    frame = pd.DataFrame(rows)
+    con.execute("begin transaction")
+    con.execute(
+        "delete from ops.check_results where suite = ? and partition_hour >= ? "
+        "and partition_hour < ?",
+        [outcome.suite, start.replace(tzinfo=None), end.replace(tzinfo=None)],
+    )
+    if rows:
+        con.register("check_rows", frame)
+        con.execute(
+            """insert into ops.check_results select asset, suite, check_name, severity,
+                partition_hour, passed, unexpected_count, element_count, observed_value,
+                details, checked_at from check_rows"""
+        )
+        con.unregister("check_rows")
+    con.execute("commit")
+
+
+def run_raw_suites(
+    warehouse: Path, start: datetime, end: datetime, now: datetime
+) -> list[SuiteOutcome]:
+    con = duckdb.connect(str(warehouse))
+    try:
+        outcomes = [
+            validate("raw_load_hours", "raw_llm_calls", hours_frame(con, start, end),
+                     "partition_hour"),
+        ]  # fmt: skip
+        for outcome in outcomes:
+            record(con, outcome, start, end, now)
+        return outcomes
+    finally:
+        con.close()
+
+
+def run_fct_suite(warehouse: Path, start: datetime, end: datetime, now: datetime) -> SuiteOutcome:
+    con = duckdb.connect(str(warehouse))
+    try:
+        outcome = validate(
+            "fct_llm_calls", "marts/fct_llm_calls", priced_frame(con, start, end), "hour_at"
+        )
+        record(con, outcome, start, end, now)
+        return outcome
+    finally:
+        con.close()

@@ -1,0 +1,99 @@
+"""Import OpenTelemetry GenAI spans (OTLP/JSON exports) as call events.
+
+Applications already instrumented with OpenTelemetry (OpenLLMetry, OpenInference-to-OTel
+bridges, the official `opentelemetry-instrumentation-openai-v2`, ...) need not add the tracker:
+export spans as OTLP/JSON (the collector's `file` exporter, or any OTLP/JSON dump) and run
+`spendwatch import-otel FILE...`. Spans that follow the GenAI semantic conventions become call
+events in the landing folder; every other span is skipped and counted.
+
+Re-importing is idempotent: an event's id is the span's traceId + spanId, and the output file of
+one input file is named by the input's content hash and replaced atomically, so importing the
+same export twice leaves exactly the same landing files.
+
+The package: `otlp` (OTLP/JSON decoding), `mapping` (span -> call event), and here the import
+itself (files in, landing files out). `spendwatch import-otel` is its command line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from spendwatch.config import paths
+from spendwatch.landing import landing_file
+from spendwatch.otel.mapping import events_of, span_to_event
+from spendwatch.otel.otlp import read_requests
+from spendwatch.schema import CallEvent
+
+__all__ = ["import_otel", "span_to_event"]
+
+WRITER_ID = "otel"
+
+
+def _expand(files: Iterable[str | os.PathLike]) -> Iterator[Path]:
+    for item in files:
+        path = Path(item)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and child.name.endswith((".json", ".jsonl", ".json.gz")):
+                    yield child
+        else:
+            yield path
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def import_otel(
+    files: Iterable[str | os.PathLike], home: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Convert OTLP/JSON trace exports into landing files under `home` (default $SPENDWATCH_HOME).
+
+    `files` may name files (JSON, JSON lines, optionally gzip) or folders (searched for *.json,
+    *.jsonl, *.json.gz). Returns counts: files, spans, imported, skipped, skipped_by_reason,
+    written (landing files) and errors (files that could not be read; the others still import).
+    """
+    landing = paths(home)
+    skipped: Counter = Counter()
+    stats: dict[str, Any] = {"files": 0, "spans": 0, "imported": 0, "errors": [], "written": []}
+    for source in _expand(files):
+        try:
+            data = source.read_bytes()
+            requests = read_requests(data)
+        except (OSError, ValueError, EOFError) as exc:
+            stats["errors"].append(f"{source}: {exc}")
+            continue
+        stats["files"] += 1
+        events, span_count = events_of(requests, skipped)
+        stats["spans"] += span_count
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        by_hour: dict[Path, list[CallEvent]] = {}
+        for event in events:
+            target = landing_file(landing.landing, event.occurred_at, f"{WRITER_ID}-{digest}")
+            by_hour.setdefault(target, []).append(event)
+        for target, hour_events in sorted(by_hour.items()):
+            hour_events.sort(key=lambda e: (e.occurred_at, e.event_id))
+            try:
+                _write_atomically(target, "".join(e.to_json_line() + "\n" for e in hour_events))
+            except OSError as exc:
+                stats["errors"].append(f"{target}: cannot write: {exc}")
+                continue
+            stats["imported"] += len(hour_events)
+            stats["written"].append(str(target))
+    stats["skipped"] = sum(skipped.values())
+    stats["skipped_by_reason"] = dict(sorted(skipped.items()))
+    return stats

@@ -1,0 +1,90 @@
+"""OTLP/JSON decoding: trace-export files (a JSON document or JSON lines, optionally gzip) into
+their spans with plain attribute dicts. Knows nothing of GenAI or call events."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+__all__ = ["attributes", "field", "read_requests", "spans"]
+
+
+def field(obj: dict, camel: str) -> Any:
+    """OTLP JSON uses lowerCamelCase; protobuf JSON parsers also accept the snake_case names."""
+    if camel in obj:
+        return obj[camel]
+    snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+    return obj.get(snake)
+
+
+def _any_value(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    for kind in ("stringValue", "boolValue", "bytesValue"):
+        got = field(value, kind)
+        if got is not None:
+            return got
+    got = field(value, "intValue")
+    if got is not None:
+        return int(got)  # a string in OTLP JSON (64-bit integers)
+    got = field(value, "doubleValue")
+    if got is not None:
+        return float(got)
+    array = field(value, "arrayValue")
+    if array is not None:
+        return [_any_value(v) for v in array.get("values", [])]
+    kvlist = field(value, "kvlistValue")
+    if kvlist is not None:
+        return attributes(kvlist.get("values", []))
+    return None
+
+
+def attributes(items: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or ():
+        if isinstance(item, dict) and "key" in item:
+            out[item["key"]] = _any_value(item.get("value"))
+    return out
+
+
+def read_requests(data: bytes) -> list[dict]:
+    """ExportTraceServiceRequest objects from one file: a JSON document or JSON lines."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    text = data.decode("utf-8-sig")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        document = None
+        requests = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    requests.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"line {number} is not JSON: {exc.msg}") from None
+    else:
+        requests = document if isinstance(document, list) else [document]
+    for request in requests:
+        if not isinstance(request, dict) or field(request, "resourceSpans") is None:
+            raise ValueError(
+                "not an OTLP/JSON trace export (expected objects with resourceSpans); export "
+                "spans with the OpenTelemetry collector's file exporter or an OTLP/JSON exporter"
+            )
+    return requests
+
+
+def spans(requests: Iterable[dict]) -> Iterator[tuple[dict, dict]]:
+    """(span, resource attributes) for every span of the export."""
+    for request in requests:
+        for resource_spans in field(request, "resourceSpans") or ():
+            resource = attributes((field(resource_spans, "resource") or {}).get("attributes"))
+            scopes = field(resource_spans, "scopeSpans")
+            if scopes is None:
+                scopes = field(resource_spans, "instrumentationLibrarySpans") or ()
+            for scope_spans in scopes:
+                for span in field(scope_spans, "spans") or ():
+                    if isinstance(span, dict):
+                        yield span, resource
