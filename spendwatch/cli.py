@@ -134,7 +134,7 @@ def demo_alerts(p: Paths, run_id: str) -> None:
     """The alerts of the run's fresh incidents: sent when a channel is configured, else the
     dry run's preview (what would be sent where)."""
     from orchestration.lib.alerting.commands import send
-    from orchestration.lib.alerting.deliveries import WarehouseBusy
+    from spendwatch.warehouse import WarehouseBusy
 
     configured = any(
         os.environ.get(v)
@@ -151,7 +151,7 @@ def demo_alerts(p: Paths, run_id: str) -> None:
 
 def cmd_alerts(args: argparse.Namespace) -> int:
     from orchestration.lib.alerting import commands
-    from orchestration.lib.alerting.deliveries import WarehouseBusy
+    from spendwatch.warehouse import WarehouseBusy
 
     p = paths(args.home)
     try:

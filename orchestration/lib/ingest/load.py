@@ -9,6 +9,7 @@ state and a re-run is safe. Lines read = rows loaded + rows rejected, per file (
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from orchestration.lib.ingest.landing import landing_files, line_table
 from orchestration.lib.ingest.validate import validate_sql
 from orchestration.lib.quality_ddl import CHECK_RESULTS_DDL
 from spendwatch.schema import WAREHOUSE_COLUMNS
+from spendwatch.warehouse import open_warehouse
 
 MAX_STORED_LINE_CHARS = 4096
 
@@ -68,13 +70,21 @@ class LoadResult:
 
 
 def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
+    """The warehouse for writing, created with the raw tables; waits while another process
+    holds its lock (spendwatch.warehouse.open_warehouse), saying who."""
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(warehouse))
+    con = open_warehouse(warehouse, on_wait=_waiting)
     con.execute("set TimeZone = 'UTC'")
     con.execute("set enable_progress_bar = false")
     con.execute(DDL)
     con.execute(CHECK_RESULTS_DDL)  # dbt reads ops.check_results as a source from the start
     return con
+
+
+def _waiting(holder: str) -> None:
+    logging.getLogger("spendwatch.ingest").warning(
+        f"the warehouse is locked by {holder}: the ingest waits for it"
+    )
 
 
 def load_window(
