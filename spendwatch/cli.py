@@ -200,6 +200,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     p = paths(args.home)
     end = _current_hour()
     start = end - timedelta(days=args.days)
+    p.landing.mkdir(parents=True, exist_ok=True)  # an unusable home fails here, in one line
     console.rule("spendwatch demo")
     began = time.monotonic()
     began_at = time.time()
