@@ -125,7 +125,7 @@ def user_error(exc: BaseException) -> tuple[str, int] | None:
     traceback is kept)."""
     if isinstance(exc, CliError):
         return str(exc), exc.code
-    if (message := lock_conflict(exc)) is not None and "duckdb" in type(exc).__module__:
+    if (message := lock_conflict(exc)) is not None:  # DuckDB's, or dbt's / Dagster's quoting it
         return message, LOCKED
     if not isinstance(exc, OSError):
         return None

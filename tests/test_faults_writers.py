@@ -477,6 +477,9 @@ def test_lock_conflicts_raised_anywhere_in_a_command_are_one_line():
         "notebook or a report holding it open) or stop it, then run the command again"
     )
     assert user_error(duckdb.IOException(message)) == (expected, LOCKED)
+    # dbt (through dagster-dbt) meeting the lock in the seeds run quotes DuckDB's message
+    wrapped = RuntimeError(f"The dbt CLI process failed\nErrors parsed from dbt logs:\n{message}")
+    assert user_error(wrapped) == (expected, LOCKED)
     # a failed run's first error, as orchestration.runner words it
     assert lock_conflict(f"raw_llm_calls: _duckdb.IOException: {message}") == expected
     assert user_error(duckdb.IOException("IO Error: disk I/O error")) is None
