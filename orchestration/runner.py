@@ -65,6 +65,8 @@ class RunSummary:
     hours: int
     materializations: int
     log_path: Path | None = None
+    #: the first failed step and the first line of its error, when the run failed
+    error: str | None = None
 
 
 def materialize_range(
@@ -148,7 +150,22 @@ def materialize_range(
                 raise_on_error=False,
                 run_config=QUIET,
             )
-    return RunSummary(run_id, result.success, time.monotonic() - began, hours, len(seen), log_path)
+    return RunSummary(
+        run_id, result.success, time.monotonic() - began, hours, len(seen), log_path,
+        None if result.success else _first_error(result),
+    )  # fmt: skip
+
+
+def _first_error(result) -> str | None:
+    """`<step>: <first line of its error>` of the run's first failed step (None if none)."""
+    with contextlib.suppress(Exception):
+        for event in result.get_step_failure_events():
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None:  # the exception raised
+                error = error.cause
+            message = (error.message if error else "").strip().splitlines()
+            return f"{event.step_key}: {message[0] if message else 'failed'}"
+    return None
 
 
 def wait_for_writers(instance, console: Console, wait_seconds: float | None = None) -> None:
