@@ -71,40 +71,46 @@ class CliError(Exception):
 
 #: exit status when another process holds the warehouse (as `alerts` when it stays locked)
 LOCKED = 3
-_LOCK = re.compile(
-    r'Could not set lock on file "(?P<path>[^"]*)"'
-    r"(?:: Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\))?"
-)
+_LOCKED_FILE = re.compile(r'Could not set lock on file "(?P<path>[^"]*)"')
 
 
-def lock_conflict(exc: BaseException | str) -> str | None:
-    """The one-line message for DuckDB's "Could not set lock" error (None for any other),
-    naming the process that holds the file when DuckDB says which."""
-    match = _LOCK.search(str(exc))
-    if match is None:
-        return None
-    who = f"process {match['pid']} ({match['exe']})" if match["pid"] else "another process"
+def _in_use(path: str | Path, holder: str, waited: str = "") -> str:
     return (
-        f"the warehouse {match['path']} is in use by {who}: wait until it finishes (a "
+        f"the warehouse {path} is in use by {holder}{waited}: wait until it finishes (a "
         "materialization, `make ui`, a notebook or a report holding it open) or stop it, then "
         "run the command again"
     )
 
 
+def lock_conflict(exc: BaseException | str) -> str | None:
+    """The one-line message for DuckDB's "Could not set lock" error, also when dbt or Dagster
+    quote it (None for any other), naming the process that holds the file."""
+    from spendwatch.warehouse import lock_holder
+
+    match = _LOCKED_FILE.search(str(exc))
+    return None if match is None else _in_use(match["path"], lock_holder(str(exc)) or "")
+
+
 def check_warehouse_free(p: Paths) -> None:
-    """Refuse at once, naming the holder, when another process holds the warehouse file
-    (opening it briefly, as the run would); nothing to check before the first run."""
+    """Wait while another process holds the warehouse file (saying who, once), up to
+    $SPENDWATCH_WAREHOUSE_WAIT_SECONDS; then refuse in one line naming the holder. Nothing to
+    check before the first run."""
     if not p.warehouse.exists():
         return
-    import duckdb
+    from spendwatch.warehouse import WarehouseBusy, default_wait_seconds, open_warehouse
 
+    held_by: list[str] = []
+
+    def waiting(holder: str) -> None:
+        held_by.append(holder)
+        console.print(f"the warehouse is in use by {holder}: waiting for it ...")
+
+    wait = default_wait_seconds()
     try:
-        duckdb.connect(str(p.warehouse)).close()
-    except duckdb.IOException as exc:
-        message = lock_conflict(exc)
-        if message is None:
-            raise
-        raise CliError(message, LOCKED) from None
+        open_warehouse(p.warehouse, wait_seconds=wait, on_wait=waiting).close()
+    except WarehouseBusy:
+        holder = held_by[0] if held_by else "another process"
+        raise CliError(_in_use(p.warehouse, holder, f" for more than {wait:g} s"), LOCKED) from None
 
 
 def check_landing_files(p: Paths, start: datetime, end: datetime) -> None:
@@ -123,8 +129,12 @@ def check_landing_files(p: Paths, start: datetime, end: datetime) -> None:
 def user_error(exc: BaseException) -> tuple[str, int] | None:
     """The message and exit status of an error the user can fix; None for a real bug (whose
     traceback is kept)."""
+    from spendwatch.warehouse import WarehouseBusy
+
     if isinstance(exc, CliError):
         return str(exc), exc.code
+    if isinstance(exc, WarehouseBusy):  # a run kept writing longer than the CLI would wait
+        return str(exc), LOCKED
     if (message := lock_conflict(exc)) is not None:  # DuckDB's, or dbt's / Dagster's quoting it
         return message, LOCKED
     if not isinstance(exc, OSError):

@@ -374,8 +374,9 @@ def _unwritable(tmp_path: Path) -> Path:
     pytest.skip("no unwritable place found for this user")
 
 
-def _cli(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SPENDWATCH_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+def _cli(*args: str, home: Path, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SPENDWATCH_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
+           **env_vars}  # fmt: skip
     return subprocess.run(
         [*CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
@@ -439,7 +440,8 @@ time.sleep(120)
 def test_a_warehouse_held_by_another_process_is_named_in_one_line(tmp_path: Path):
     """An analyst's notebook holds the warehouse. Before: the Dagster run started, its ingest
     failed on "Could not set lock" and the CLI printed only "run ... FAILED" and a log path.
-    Now it refuses before the run in one line naming the holder's PID, exit status 3."""
+    Now it says it waits for the holder (named by PID), and when the holder keeps the file
+    past SPENDWATCH_WAREHOUSE_WAIT_SECONDS it refuses before the run in one line, exit 3."""
     home = tmp_path / "home"
     generate(home / "landing" / "calls", HOUR, 1, 100, seed=2, incidents=[])
     holder = subprocess.Popen(
@@ -450,11 +452,14 @@ def test_a_warehouse_held_by_another_process_is_named_in_one_line(tmp_path: Path
         assert holder.stdout.readline().strip() == "locked"
         end = HOUR + timedelta(hours=3)
         run = _cli("materialize", "--start", HOUR.isoformat(), "--end", end.isoformat(),
-                   home=home)  # fmt: skip
-        line = _one_line_error(run)
-        assert run.returncode == 3
-        assert f"is in use by process {holder.pid} (" in line
-        assert str(home / "warehouse.duckdb") in line
+                   home=home, SPENDWATCH_WAREHOUSE_WAIT_SECONDS="2")  # fmt: skip
+        waiting, error = (run.stdout + run.stderr).strip().splitlines()
+        assert "Traceback" not in run.stdout + run.stderr and run.returncode == 3
+        assert (
+            waiting.startswith("the warehouse is in use by ") and f"(PID {holder.pid})" in waiting
+        )
+        assert error.startswith("error: the warehouse ") and f"(PID {holder.pid})" in error
+        assert "for more than 2 s" in error and str(home / "warehouse.duckdb") in error
     finally:
         holder.kill()
         holder.wait(30)
@@ -472,8 +477,8 @@ def test_lock_conflicts_raised_anywhere_in_a_command_are_one_line():
         "lock is held in /usr/bin/python3.12 (PID 4242). See also https://duckdb.org/docs"
     )
     expected = (
-        "the warehouse /data/o'brien/warehouse.duckdb is in use by process 4242 "
-        "(/usr/bin/python3.12): wait until it finishes (a materialization, `make ui`, a "
+        "the warehouse /data/o'brien/warehouse.duckdb is in use by /usr/bin/python3.12 "
+        "(PID 4242): wait until it finishes (a materialization, `make ui`, a "
         "notebook or a report holding it open) or stop it, then run the command again"
     )
     assert user_error(duckdb.IOException(message)) == (expected, LOCKED)
