@@ -133,7 +133,7 @@ class Files:
 
 
 def spendwatch(home: Path, *args: str, log) -> subprocess.Popen:
-    env = {**os.environ, "SPENDWATCH_HOME": str(home), "SPENDWATCH_PROGRESS": "0"}
+    env = {**os.environ, "SPENDWATCH_HOME": str(home)}
     return subprocess.Popen([sys.executable, "-m", "spendwatch.cli", *args], env=env,
                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
 
@@ -268,6 +268,11 @@ def main() -> int:
     logs = home / "soak-logs"
     logs.mkdir()
     workers = []
+    from orchestration.runner import open_instance
+    from spendwatch.config import export_environment, paths
+
+    export_environment(paths(home))  # the instance's config and DAGSTER_HOME, as the CLI does
+    open_instance(paths(home))
     for kind in ("schedule", "sensor", "cli", "reader", "reader"):
         log = (logs / f"{kind}-{len(workers)}.log").open("w")
         env = {**os.environ, "SPENDWATCH_HOME": str(home)}

@@ -84,7 +84,6 @@ def materialize_range(
     from orchestration.defs.project import manifest_path
 
     manifest_path()
-    import dagster as dg
 
     with warnings.catch_warnings():  # Dagster flags backfill_policy as beta at definition time
         warnings.filterwarnings("ignore", message=".*is currently in beta.*")
@@ -95,7 +94,7 @@ def materialize_range(
     console = Console(file=sys.stdout, force_terminal=is_terminal)
     log_dir = p.home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    instance = dg.DagsterInstance.get()
+    instance = open_instance(p)
     hours = int((end - start) / timedelta(hours=1))
     began = time.monotonic()
     wait_for_writers(instance, console)
@@ -166,6 +165,22 @@ def _first_error(result) -> str | None:
             message = (error.message if error else "").strip().splitlines()
             return f"{event.step_key}: {message[0] if message else 'failed'}"
     return None
+
+
+def open_instance(p: Paths):
+    """The persistent Dagster instance of this home. Its SQLite storages create their tables on
+    first use, and two processes doing that at once (a CLI run and `make ui` on a fresh home)
+    leave a broken schema ("more than one head"): the first use is serialized by a file lock."""
+    import fcntl
+
+    import dagster as dg
+
+    with (p.dagster_home / ".init.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        instance = dg.DagsterInstance.get()
+        instance.get_runs(limit=1)  # creates the run and event storages if they are new
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return instance
 
 
 def wait_for_writers(instance, console: Console, wait_seconds: float | None = None) -> None:
