@@ -120,7 +120,7 @@ class LandingFile:
             return
         limit, produced = max_decompressed(self.size_bytes), 0
         with gzip.GzipFile(fileobj=io.BufferedReader(tap, CHUNK_BYTES), mode="rb") as stream:
-            while chunk := stream.read(CHUNK_BYTES):
+            while chunk := stream.read1(CHUNK_BYTES):  # what is there: lines before damage count
                 produced += len(chunk)
                 if produced > limit:
                     raise FileTooLarge(f"over {limit:,} bytes decompressed from {self.size_bytes:,}")

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +42,11 @@ from spendwatch.schema import WAREHOUSE_COLUMNS
 
 log = logging.getLogger(__name__)
 
-BATCH_LINES = 100_000
+BATCH_LINES = 50_000
+#: DuckDB's memory for a load: past it, the rows the transaction inserted go to the database
+#: file instead of staying in memory, so a 28-day backfill does not hold the window in RAM.
+#: `SPENDWATCH_INGEST_MEMORY_LIMIT` overrides it (a DuckDB size: 2GB, 512MB).
+DEFAULT_MEMORY_LIMIT = "512MB"
 MISSING = "landing_files_missing"
 
 DDL = f"""
@@ -139,6 +145,15 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _memory_limit() -> str:
+    limit = (os.environ.get("SPENDWATCH_INGEST_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT).strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit, re.IGNORECASE):
+        raise ValueError(
+            f"SPENDWATCH_INGEST_MEMORY_LIMIT={limit!r} is not a size such as 512MB or 2GB"
+        )
+    return limit
+
+
 def load_window(
     warehouse: Path,
     landing: Path,
@@ -160,6 +175,7 @@ def load_window(
     with_files = sorted({hour.replace(tzinfo=None) for hour, _ in files})
     con = connect(warehouse)
     try:
+        con.execute(f"set memory_limit = '{_memory_limit()}'")
         con.execute("begin transaction")
         kept: dict[datetime, int] = {}
         if not allow_empty:
