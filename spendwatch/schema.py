@@ -10,8 +10,8 @@ types and required fields from it (`WAREHOUSE_COLUMNS`, `REQUIRED_FIELDS`), and
 from __future__ import annotations
 
 import json
-from datetime import UTC
 from collections.abc import Mapping
+from datetime import UTC
 from typing import Annotated, Literal, NamedTuple
 
 from pydantic import (

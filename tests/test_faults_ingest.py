@@ -74,8 +74,8 @@ def test_item2_an_hour_whose_files_vanished_keeps_its_rows(tmp_path: Path) -> No
     hour_dir(landing, HOUR).rmdir()
 
     result = load(tmp_path, HOUR, NEXT + timedelta(hours=1))
-    assert query(tmp_path / "warehouse.duckdb",
-                 "select event_id from raw.llm_calls order by 1") == [("a",), ("b",), ("c",), ("d",)]  # fmt: skip
+    ids = query(tmp_path / "warehouse.duckdb", "select event_id from raw.llm_calls order by 1")
+    assert ids == [("a",), ("b",), ("c",), ("d",)]
     assert result.kept_hours == {HOUR: 3}
     assert result.warnings()[0].startswith(
         "landing files for 2026-11-03T10 are missing; 3 rows kept"
@@ -115,7 +115,9 @@ def test_item3_a_broken_file_is_quarantined_and_the_others_load(tmp_path: Path) 
     window (and of a 28-day backfill) did not load."""
     landing = tmp_path / "landing"
     write(landing, HOUR, "good.jsonl", jsonl(event("good-1"), event("good-2")))
-    whole = gzip.compress(jsonl(*(event(f"gz-{i}", feature="f" + "x" * (i % 7)) for i in range(2000))))
+    whole = gzip.compress(
+        jsonl(*(event(f"gz-{i}", feature="f" + "x" * (i % 7)) for i in range(2000)))
+    )
     cut = write(landing, HOUR, "cut.jsonl.gz", whole[: len(whole) * 2 // 3])
     utf16 = write(landing, HOUR, "utf16.jsonl", jsonl(event("u-1")).decode().encode("utf-16"))
     unreadable = hour_dir(landing, HOUR) / "unreadable.jsonl"
@@ -134,7 +136,9 @@ def test_item3_a_broken_file_is_quarantined_and_the_others_load(tmp_path: Path) 
     # the lines before the damage loaded; the bytes after it are the file error's
     n_cut, loaded_cut, rejected_cut = query(
         tmp_path / "warehouse.duckdb",
-        "select lines, loaded, rejected from raw.load_log where source_file = ?", [str(cut)])[0]  # fmt: skip
+        "select lines, loaded, rejected from raw.load_log where source_file = ?",
+        [str(cut)],
+    )[0]
     assert loaded_cut > 500 and rejected_cut == 0 and n_cut == loaded_cut
     ids = {r[0] for r in query(tmp_path / "warehouse.duckdb", "select event_id from raw.llm_calls")}
     assert {"good-1", "good-2", "next-1"} <= ids and "gz-0" in ids
@@ -165,11 +169,14 @@ def test_item4_the_load_log_describes_exactly_the_bytes_read(tmp_path: Path, mon
         mp.setattr(os, "stat", stat_with_a_writer_racing)
         load(tmp_path)
     data = path.read_bytes()
-    size, checksum, lines = query(tmp_path / "warehouse.duckdb",
-                                  "select size_bytes, checksum, lines from raw.load_log")[0]  # fmt: skip
+    size, checksum, lines = query(
+        tmp_path / "warehouse.duckdb", "select size_bytes, checksum, lines from raw.load_log"
+    )[0]
     assert hashlib.sha256(data[:size]).hexdigest() == checksum
     assert data[:size].count(b"\n") == lines
-    loaded = {r[0] for r in query(tmp_path / "warehouse.duckdb", "select event_id from raw.llm_calls")}
+    loaded = {
+        r[0] for r in query(tmp_path / "warehouse.duckdb", "select event_id from raw.llm_calls")
+    }
     assert loaded == {"first", "racing"} or (size < len(data) and loaded == {"first"})
 
     # a file that grows after its load is found by the late-data sensor and reloaded
@@ -177,7 +184,9 @@ def test_item4_the_load_log_describes_exactly_the_bytes_read(tmp_path: Path, mon
         out.write(jsonl(event("later")))
     assert set(changed_hours(tmp_path / "warehouse.duckdb", landing, {HOUR}, NOW)) == {HOUR}
     load(tmp_path)
-    loaded = {r[0] for r in query(tmp_path / "warehouse.duckdb", "select event_id from raw.llm_calls")}
+    loaded = {
+        r[0] for r in query(tmp_path / "warehouse.duckdb", "select event_id from raw.llm_calls")
+    }
     assert loaded == {"first", "racing", "later"}
     assert changed_hours(tmp_path / "warehouse.duckdb", landing, {HOUR}, NOW) == {}
 
@@ -237,8 +246,8 @@ def test_item6_reimporting_a_growing_otlp_export_adds_no_duplicates(tmp_path: Pa
                 }.items()
             ],
         }  # fmt: skip
-        return json.dumps({"resourceSpans": [{"resource": {"attributes": []},
-                                              "scopeSpans": [{"spans": [span]}]}]}).encode() + b"\n"  # fmt: skip
+        scope = {"resource": {"attributes": []}, "scopeSpans": [{"spans": [span]}]}
+        return json.dumps({"resourceSpans": [scope]}).encode() + b"\n"
 
     home = tmp_path / "home"
     export = tmp_path / "traces.jsonl"
@@ -357,7 +366,8 @@ base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 r = load_window(Path(sys.argv[1]), Path(sys.argv[2]), hour, hour + timedelta(hours=1),
                 now=hour + timedelta(hours=3))
 grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024
-print(grew, r.loaded, r.rejected, sorted(r.rejected_by_reason), sorted(r.file_errors.values()))
+errors = sorted(getattr(r, "file_errors", {}).values())
+print(grew, r.loaded, r.rejected, sorted(r.rejected_by_reason), errors)
 """
 
 

@@ -123,7 +123,9 @@ class LandingFile:
             while chunk := stream.read1(CHUNK_BYTES):  # what is there: lines before damage count
                 produced += len(chunk)
                 if produced > limit:
-                    raise FileTooLarge(f"over {limit:,} bytes decompressed from {self.size_bytes:,}")
+                    raise FileTooLarge(
+                        f"over {limit:,} bytes decompressed from {self.size_bytes:,}"
+                    )
                 yield chunk
 
     def _raw_lines(self, tap: _Tap) -> Iterator[tuple[bytes, bool, bool]]:
@@ -142,7 +144,7 @@ class LandingFile:
                 continue  # the rest of an over-long line is skipped up to its newline
             pending += parts[-1]
             if len(pending) > MAX_LINE_BYTES:
-                pending, overflow = pending[:MAX_STORED_LINE_CHARS * 4], True
+                pending, overflow = pending[: MAX_STORED_LINE_CHARS * 4], True
         if pending or overflow:
             yield pending, False, overflow
 
@@ -164,7 +166,7 @@ class LandingFile:
                 self.lines_read += 1
                 if self.lines_read == 1:
                     if data.startswith(BOM):
-                        data = data[len(BOM):]  # a UTF-8 byte order mark is not part of the line
+                        data = data[len(BOM) :]  # a UTF-8 byte order mark is not part of the line
                     utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
                 if too_long:
                     text = data.decode("utf-8", "replace")[:MAX_STORED_LINE_CHARS]

@@ -257,7 +257,10 @@ def load_window(
 def _counts(con, lo: datetime, hi: datetime, keep: list[datetime]) -> tuple[dict, dict]:
     """Rows loaded and rejected per file of the window (the kept hours left out), and the
     rejected rows per reason."""
-    window = "partition_hour >= $lo and partition_hour < $hi and not list_contains($keep, partition_hour)"
+    window = (
+        "partition_hour >= $lo and partition_hour < $hi "
+        "and not list_contains($keep, partition_hour)"
+    )
     params = {"lo": lo, "hi": hi, "keep": keep}
     counts = {
         source: (loaded, rejected)

@@ -5,15 +5,15 @@ reason code:
 
 | reason | meaning |
 |---|---|
-| truncated_line | the file's last line has no newline (a writer is still writing it, or the file is cut) |
+| truncated_line | the file's last line has no newline (a writer is still writing it) |
 | line_too_long | over `MAX_LINE_BYTES` (only its first 4096 characters are kept) |
 | invalid_utf8 | the bytes are not UTF-8 |
 | empty_line | a blank line |
 | invalid_json | not parseable JSON |
 | not_an_object | JSON, but not an object |
-| duplicate_key | a key appears twice in the object (or in its `tags`): JSON readers disagree on which value wins (Python keeps the last, DuckDB the first), so neither is taken |
+| duplicate_key | a key appears twice in the object or its `tags` (readers disagree on the value) |
 | missing_required_field | a required field is absent, null, empty or only whitespace |
-| wrong_type | a field has the wrong JSON type: a string field not a string, `attempt` / `schema_version` not an integer (2.5 and 2.0 are not), `tags` not an object of string values |
+| wrong_type | wrong JSON type; `attempt`, `schema_version` not integers; `tags` not string→string |
 | invalid_tokens | a token count is negative, not an integer, or above the BIGINT range |
 | invalid_value | status not ok/error, attempt < 1 or above the INTEGER range, latency < 0 |
 | unknown_schema_version | schema_version other than 1 (a value out of range is not wrapped) |
@@ -23,8 +23,11 @@ reason code:
 | reasoning_exceeds_output | reasoning_tokens > output_tokens (`schema.TOKEN_PARTS`) |
 | timestamp_outside_partition | occurred_at is not in the UTC hour of the file's folder |
 | timestamp_in_future | occurred_at is later than now + `FUTURE_TOLERANCE` |
-| duplicate_event_id | an event_id already in raw.llm_calls (another hour, or an earlier file or line of this load): the first loaded wins, the detail names where it is |
+| duplicate_event_id | an event_id raw.llm_calls already holds, in any hour (first loaded wins) |
 
+A repeated key is rejected because JSON readers disagree on which value wins (Python keeps the
+last, DuckDB the first); `attempt` 2.5 and 2.0 are not integers. A duplicate's detail names the
+hour and file that hold the event, or the earlier file and line of the same load.
 String fields are trimmed of surrounding whitespace (`schema.WHITESPACE`, what the contract's
 pydantic model strips); a UTF-8 byte order mark at the start of a file is dropped by `landing`.
 """
@@ -84,9 +87,9 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
         return f"try_cast({text(name)} as {WAREHOUSE_COLUMNS[name]}) is not null"
 
     def flags(names, condition) -> str:
-        return " || ".join(
-            f"case when {condition(n)} then '{n} ' else '' end" for n in names
-        ) or "''"
+        return (
+            " || ".join(f"case when {condition(n)} then '{n} ' else '' end" for n in names) or "''"
+        )
 
     assert set(INTEGER_RANGES) >= {t for t in WAREHOUSE_COLUMNS.values() if "INT" in t}
     token_fields = [n for n, t in WAREHOUSE_COLUMNS.items() if t == "BIGINT"]
@@ -108,8 +111,9 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
     ])  # fmt: skip
     bad_tokens = flags(
         token_fields,
-        lambda n: f"{present(n)} and not ({is_integer(n)} and {in_range(n)} "
-        f"and {text(n)}::hugeint >= 0)",
+        lambda n: (
+            f"{present(n)} and not ({is_integer(n)} and {in_range(n)} and {text(n)}::hugeint >= 0)"
+        ),
     )
     out_of_range = {n: f"({present(n)} and not {in_range(n)})" for n in int_fields}
 
@@ -146,16 +150,17 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
                 then json_extract(line, [{paths}]) end as v,
             case when v is not null then
                 len(json_keys(line)) <> len(list_distinct(json_keys(line)))
-                or (json_type({v('tags')}) = 'OBJECT' and len(json_keys({v('tags')}))
-                    <> len(list_distinct(json_keys({v('tags')}))))
+                or (json_type({v("tags")}) = 'OBJECT' and len(json_keys({v("tags")}))
+                    <> len(list_distinct(json_keys({v("tags")}))))
             end as has_duplicate_key
         from {lines}
     ),
     fields as (
         select
             *,
-            {", ".join(f"json_type({v(n)}) as {jtype(n)}, {v(n)} ->> '$' as {text(n)}"
-                       for n in fields)}
+            {
+        ", ".join(f"json_type({v(n)}) as {jtype(n)}, {v(n)} ->> '$' as {text(n)}" for n in fields)
+    }
         from parsed
     ),
     trimmed as (
@@ -168,8 +173,9 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
             {missing} as missing_fields,
             {wrong_type} as wrong_type_fields,
             {bad_tokens} as bad_token_fields,
-            {" or ".join(out_of_range[n] for n in int_fields if n != "schema_version")
-                or "false"} as int_out_of_range,
+            {
+        " or ".join(out_of_range[n] for n in int_fields if n != "schema_version") or "false"
+    } as int_out_of_range,
             {present("schema_version")} and coalesce(
                 try_cast({text("schema_version")} as hugeint) <> {SCHEMA_VERSION}, true)
                 as is_other_version,
