@@ -14,7 +14,7 @@ export DBT_PROFILES_DIR := $(CURDIR)
 export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install demo test ui lint format docs bench eval-detection manifest clean
+.PHONY: install demo test ui lint format docs bench eval-detection soak manifest clean
 
 install: $(STAMP)
 
@@ -65,6 +65,11 @@ bench: $(MANIFEST)
 
 # The detectors on the real traffic traces of ../shared/data/traffic (about 40 minutes on 2 cores);
 # writes the table into docs/detection.md. A small version runs in `make test`.
+# every writer and reader of one warehouse at once for a few minutes; then no line lost or
+# loaded twice (not in `make test`: it takes minutes by design)
+soak: $(MANIFEST)
+	$(BIN)/python -m benchmarks.soak --minutes $${SOAK_MINUTES:-4}
+
 eval-detection: $(MANIFEST)
 	$(BIN)/python -m benchmarks.detection_eval --write-docs
 

@@ -35,12 +35,14 @@ def _result(name: str, value: float, unit: str, floor: float) -> dict:
     }
 
 
-def run() -> list[dict]:
-    with tempfile.TemporaryDirectory() as tmp:
+def run(calls: int = CALLS, tmp_dir: str | None = None) -> list[dict]:
+    """Measure with `calls` calls in a temporary folder (under `tmp_dir` when given). Paths
+    reach DuckDB as parameters, so any folder name works (tests run it under `o'brien/`)."""
+    with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
         root = Path(tmp)
         landing = root / "landing"
         began = time.perf_counter()
-        result = generate(landing, START, DAYS, CALLS // DAYS, seed=1)
+        result = generate(landing, START, DAYS, calls // DAYS, seed=1)
         gen_seconds = time.perf_counter() - began
 
         con = duckdb.connect()
@@ -55,7 +57,8 @@ def run() -> list[dict]:
                 'user-0001' as user_id, 'v1' as prompt_version, 'ok' as status,
                 1 as attempt, 812.5 as latency_ms, {{'region': 'us-east-1'}} as tags
                 from range({result.calls}) as t(i))
-            to '{root / "floor.jsonl"}' (format json)"""
+            to $out (format json)""",
+            {"out": str(root / "floor.jsonl")},
         )
         write_floor = time.perf_counter() - began
 
@@ -66,8 +69,8 @@ def run() -> list[dict]:
 
         began = time.perf_counter()
         con.execute(
-            f"create table floor as select * from read_json('{landing}/*/*/*.jsonl', "
-            "format = 'newline_delimited')"
+            "create table floor as select * from read_json($files, format = 'newline_delimited')",
+            {"files": str(landing / "*" / "*" / "*.jsonl")},
         )
         read_floor = time.perf_counter() - began
         con.close()

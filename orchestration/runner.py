@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 import time
 import uuid
@@ -22,8 +23,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from orchestration.defs.project import RANGE_END_TAG, RANGE_START_TAG
+from orchestration.defs.project import RANGE_END_TAG, RANGE_START_TAG, WRITES_WAREHOUSE
 from spendwatch.config import Paths, export_environment
+from spendwatch.warehouse import WarehouseBusy, default_wait_seconds
+
+#: Tags naming the process that runs a CLI run in-process, so a later CLI can tell a run whose
+#: process died (it stays STARTED in the instance) from one still writing.
+PID_TAG, HOST_TAG = "spendwatch/pid", "spendwatch/host"
 
 # The run's events are in the instance (and `make ui`); the terminal gets the progress bar.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -59,6 +65,8 @@ class RunSummary:
     hours: int
     materializations: int
     log_path: Path | None = None
+    #: the first failed step and the first line of its error, when the run failed
+    error: str | None = None
 
 
 def materialize_range(
@@ -90,10 +98,12 @@ def materialize_range(
     instance = dg.DagsterInstance.get()
     hours = int((end - start) / timedelta(hours=1))
     began = time.monotonic()
+    wait_for_writers(instance, console)
+    own = {**WRITES_WAREHOUSE, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
 
     with (log_dir / "reference-data.log").open("w") as log, _redirected(log):
         seeds = defs.resolve_job_def("reference_data").execute_in_process(
-            instance=instance, run_config=QUIET
+            instance=instance, run_config=QUIET, tags=own
         )
     if not seeds.success:
         return RunSummary(
@@ -107,6 +117,7 @@ def materialize_range(
         RANGE_START_TAG: partition_key(start),
         RANGE_END_TAG: partition_key(end - timedelta(hours=1)),
         "spendwatch/source": "cli",
+        **own,
     }
     seen: set[str] = set()
     with Progress(
@@ -139,7 +150,77 @@ def materialize_range(
                 raise_on_error=False,
                 run_config=QUIET,
             )
-    return RunSummary(run_id, result.success, time.monotonic() - began, hours, len(seen), log_path)
+    return RunSummary(
+        run_id, result.success, time.monotonic() - began, hours, len(seen), log_path,
+        None if result.success else _first_error(result),
+    )  # fmt: skip
+
+
+def _first_error(result) -> str | None:
+    """`<step>: <first line of its error>` of the run's first failed step (None if none)."""
+    with contextlib.suppress(Exception):
+        for event in result.get_step_failure_events():
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None:  # the exception raised
+                error = error.cause
+            message = (error.message if error else "").strip().splitlines()
+            return f"{event.step_key}: {message[0] if message else 'failed'}"
+    return None
+
+
+def wait_for_writers(instance, console: Console, wait_seconds: float | None = None) -> None:
+    """Wait while another run writes the warehouse (a scheduled or sensor run, another CLI),
+    saying which, for up to $SPENDWATCH_WAREHOUSE_WAIT_SECONDS; then refuse with one line.
+    A CLI run whose process is gone (killed: it stays STARTED in the instance) is marked
+    failed instead of waited for. This run is tagged like the others, so the instance's run
+    queue holds scheduled runs back while it writes."""
+    import dagster as dg
+
+    wait = default_wait_seconds() if wait_seconds is None else wait_seconds
+    deadline, told = time.monotonic() + wait, set()
+    active = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+              dg.DagsterRunStatus.CANCELING]  # fmt: skip
+    while True:
+        runs = [
+            run
+            for run in instance.get_runs(dg.RunsFilter(statuses=active, tags=WRITES_WAREHOUSE))
+            if not _abandoned(instance, run)
+        ]
+        if not runs:
+            return
+        run = runs[0]
+        if time.monotonic() >= deadline:
+            raise WarehouseBusy(
+                f"run {run.run_id[:8]} ({run.job_name}) is still writing the warehouse after "
+                f"{wait:g} s; try again when it has finished (`make ui` shows it), or raise "
+                "SPENDWATCH_WAREHOUSE_WAIT_SECONDS"
+            )
+        if run.run_id not in told:
+            console.print(
+                f"waiting for run {run.run_id[:8]} ({run.job_name}, {run.status.value.lower()}) "
+                "to finish writing the warehouse ..."
+            )
+            told.add(run.run_id)
+        time.sleep(1.0)
+
+
+def _abandoned(instance, run) -> bool:
+    """A CLI run on this host whose process no longer exists: mark it failed, it writes nothing."""
+    pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+    if not pid or host != socket.gethostname() or _alive(int(pid)):
+        return False
+    instance.report_run_failed(run, f"its process {pid} is gone (killed?); marked failed")
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _update(entry, progress: Progress, task, seen: set[str]) -> None:

@@ -7,7 +7,10 @@ Dagster and dbt are imported inside the commands that run them, so `spendwatch -
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import re
+import shlex
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from spendwatch.config import Paths, paths
 
@@ -54,6 +58,95 @@ def _current_hour() -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+# --- errors a user can cause: one line each, never a traceback -------------------------------
+
+
+class CliError(Exception):
+    """A problem the user can fix, said in one line; `code` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+#: exit status when another process holds the warehouse (as `alerts` when it stays locked)
+LOCKED = 3
+_LOCK = re.compile(
+    r'Could not set lock on file "(?P<path>[^"]*)"'
+    r"(?:: Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\))?"
+)
+
+
+def lock_conflict(exc: BaseException | str) -> str | None:
+    """The one-line message for DuckDB's "Could not set lock" error (None for any other),
+    naming the process that holds the file when DuckDB says which."""
+    match = _LOCK.search(str(exc))
+    if match is None:
+        return None
+    who = f"process {match['pid']} ({match['exe']})" if match["pid"] else "another process"
+    return (
+        f"the warehouse {match['path']} is in use by {who}: wait until it finishes (a "
+        "materialization, `make ui`, a notebook or a report holding it open) or stop it, then "
+        "run the command again"
+    )
+
+
+def check_warehouse_free(p: Paths) -> None:
+    """Refuse at once, naming the holder, when another process holds the warehouse file
+    (opening it briefly, as the run would); nothing to check before the first run."""
+    if not p.warehouse.exists():
+        return
+    import duckdb
+
+    try:
+        duckdb.connect(str(p.warehouse)).close()
+    except duckdb.IOException as exc:
+        message = lock_conflict(exc)
+        if message is None:
+            raise
+        raise CliError(message, LOCKED) from None
+
+
+def check_landing_files(p: Paths, start: datetime, end: datetime) -> None:
+    """Refuse a range without a single landing file: a run over it would load nothing."""
+    from orchestration.lib.ingest.landing import landing_files
+
+    if not landing_files(p.landing, start, end):
+        raise CliError(
+            f"no landing files from {start:%Y-%m-%d %H:00} to {end:%Y-%m-%d %H:00} UTC in "
+            f"{p.landing}: nothing to load. Record calls first (the tracker, `spendwatch "
+            "generate` or `spendwatch import-otel`), or check the range and --home / "
+            "SPENDWATCH_HOME"
+        )
+
+
+def user_error(exc: BaseException) -> tuple[str, int] | None:
+    """The message and exit status of an error the user can fix; None for a real bug (whose
+    traceback is kept)."""
+    if isinstance(exc, CliError):
+        return str(exc), exc.code
+    if (message := lock_conflict(exc)) is not None:  # DuckDB's, or dbt's / Dagster's quoting it
+        return message, LOCKED
+    if not isinstance(exc, OSError):
+        return None
+    where = exc.filename or "a file"
+    fix = "choose a spendwatch home you can write: --home DIR or SPENDWATCH_HOME=DIR"
+    if isinstance(exc, PermissionError):
+        return f"permission denied on {where}: {fix}", 2
+    if isinstance(exc, (NotADirectoryError, FileExistsError)):
+        return f"cannot create {where}: a file is in the way where a folder should be; {fix}", 2
+    if exc.errno == errno.EROFS:
+        return f"cannot write {where}: the file system is read-only; {fix}", 2
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return f"cannot write {where}: no space left on the device (or quota exceeded)", 2
+    return None
+
+
+def print_error(message: str) -> None:
+    """`error: <message>` on one line, whatever the width (no markup read from the message)."""
+    console.print(Text.assemble(("error: ", "red"), message), soft_wrap=True)
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from spendwatch.generator import TrafficModel, generate, load_incidents
 
@@ -78,7 +171,10 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     p = paths(args.home)
     end = args.end or _current_hour()
     if args.allow_empty:  # read by the ingest asset of this in-process run
-        os.environ["SPENDWATCH_ALLOW_EMPTY_RELOAD"] = "1"
+        os.environ["SPENDWATCH_ALLOW_EMPTY_RELOAD"] = "1"  # (a range without files is the point)
+    elif end > args.start:  # an empty range is refused by materialize_range with its own message
+        check_landing_files(p, args.start, end)
+    check_warehouse_free(p)
     summary = materialize_range(p, args.start, end, console)
     state = "[green]succeeded[/]" if summary.success else "[red]FAILED[/]"
     console.print(
@@ -86,7 +182,17 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         f"in {summary.seconds:.1f} s (Dagster instance: {p.dagster_home}; dbt output: "
         f"{summary.log_path})"
     )
-    return 0 if summary.success else 1
+    return 0 if summary.success else _run_failed(summary)
+
+
+def _run_failed(summary) -> int:
+    """One line saying why the run failed: a lock conflict by name, else its first error."""
+    if summary.error and (message := lock_conflict(summary.error)):
+        print_error(message)
+        return LOCKED
+    if summary.error:
+        print_error(f"{summary.error} (full output: {summary.log_path})")
+    return 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -96,6 +202,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     p = paths(args.home)
     end = _current_hour()
     start = end - timedelta(days=args.days)
+    p.landing.mkdir(parents=True, exist_ok=True)  # an unusable home fails here, in one line
     console.rule("spendwatch demo")
     began = time.monotonic()
     began_at = time.time()
@@ -107,12 +214,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"into {p.landing}"
     )
     console.print("2. materializing ingest + dbt marts for the whole range as one Dagster run")
+    check_warehouse_free(p)
     summary = materialize_range(p, start, end, console)
     if not summary.success:
         console.print(
             f"[red]run {summary.run_id} failed[/]: see {summary.log_path} or open `make ui`"
         )
-        return 1
+        return _run_failed(summary)
     console.print(
         f"   run {summary.run_id} succeeded in {summary.seconds:.1f} s (dbt output: "
         f"{summary.log_path})"
@@ -136,7 +244,7 @@ def demo_alerts(p: Paths, run_id: str) -> None:
     """The alerts of the run's fresh incidents: sent when a channel is configured, else the
     dry run's preview (what would be sent where)."""
     from orchestration.lib.alerting.commands import send
-    from orchestration.lib.alerting.deliveries import WarehouseBusy
+    from spendwatch.warehouse import WarehouseBusy
 
     configured = any(
         os.environ.get(v)
@@ -153,7 +261,7 @@ def demo_alerts(p: Paths, run_id: str) -> None:
 
 def cmd_alerts(args: argparse.Namespace) -> int:
     from orchestration.lib.alerting import commands
-    from orchestration.lib.alerting.deliveries import WarehouseBusy
+    from spendwatch.warehouse import WarehouseBusy
 
     p = paths(args.home)
     try:
@@ -280,10 +388,16 @@ def print_summary(p: Paths, start: datetime, end: datetime) -> None:
         console.print(table)
     finally:
         con.close()
+    query = (
+        f"import duckdb; print(duckdb.connect({str(p.warehouse)!r}, read_only=True)"
+        ".sql('from marts.agg_hourly_feature_cost limit 5'))"
+    )  # quoted for the shell whatever the home's name (o'brien, spaces, ...)
     console.print(
-        f"Query it:  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{p.warehouse}', "
-        "read_only=True).sql('from marts.agg_hourly_feature_cost limit 5'))\"\n"
-        "Open the Dagster UI:  make ui   (then http://127.0.0.1:3000)"
+        Text(
+            f"Query it:  .venv/bin/python -c {shlex.quote(query)}\n"
+            "Open the Dagster UI:  make ui   (then http://127.0.0.1:3000)"
+        ),
+        soft_wrap=True,
     )
 
 
@@ -518,8 +632,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     except (ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 2
+        if (known := user_error(exc)) is None:
+            known = (str(exc), 2)
+        print_error(known[0])
+        return known[1]
+    except Exception as exc:
+        if (known := user_error(exc)) is None:
+            raise  # not something the user can fix: keep the traceback
+        print_error(known[0])
+        return known[1]
 
 
 if __name__ == "__main__":

@@ -46,6 +46,40 @@ def paths(home_dir: str | os.PathLike | None = None) -> Paths:
     return Paths(Path(home_dir).expanduser().resolve() if home_dir else home())
 
 
+#: What spendwatch needs of the Dagster instance (all state stays in $DAGSTER_HOME otherwise):
+#: - one writer at a time: runs tagged spendwatch/warehouse=write (the pipeline, the seeds, the
+#:   alerts) are started one after another by the run queue — DuckDB admits one writing process;
+#: - a run that failed (a lock it waited for too long, a crash) is tried again, twice;
+#: - a run whose worker process died is marked failed, so it does not hold the queue forever.
+INSTANCE_CONFIG = {
+    "telemetry": {"enabled": False},
+    "concurrency": {
+        "runs": {
+            "tag_concurrency_limits": [
+                {"key": "spendwatch/warehouse", "value": "write", "limit": 1}
+            ]
+        }
+    },
+    "run_retries": {"enabled": True, "max_retries": 2},
+    "run_monitoring": {"enabled": True, "start_timeout_seconds": 180, "poll_interval_seconds": 60},
+}
+
+
+def write_instance_config(path: Path) -> None:
+    """Write the instance's dagster.yaml, or add what spendwatch needs to a user's own file
+    (their keys are kept; a key spendwatch needs that they set differently is left alone)."""
+    import yaml
+
+    current = yaml.safe_load(path.read_text()) if path.exists() else None
+    current = current if isinstance(current, dict) else {}
+    merged = {**INSTANCE_CONFIG, **current}
+    if merged != current or not path.exists():
+        path.write_text(
+            "# Written by spendwatch (spendwatch.config.INSTANCE_CONFIG); your own keys are kept.\n"
+            + yaml.safe_dump(merged, sort_keys=False)
+        )
+
+
 def export_environment(p: Paths) -> None:
     """Make the home explicit for child processes (dbt, the Dagster webserver).
 
@@ -54,9 +88,7 @@ def export_environment(p: Paths) -> None:
     """
     p.home.mkdir(parents=True, exist_ok=True)
     p.dagster_home.mkdir(parents=True, exist_ok=True)
-    config = p.dagster_home / "dagster.yaml"  # defaults: all state in this folder
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+    write_instance_config(p.dagster_home / "dagster.yaml")
     os.environ["SPENDWATCH_HOME"] = str(p.home)
     os.environ["DAGSTER_HOME"] = str(p.dagster_home)
 

@@ -540,11 +540,12 @@ def _write_landing(columns: dict[str, np.ndarray], out: Path) -> None:
                 {{'region': region}} as tags
             from timed
             order by ts
-        ) to '{out}' (
+        ) to $out (
             format json, partition_by (date, hour), filename_pattern '{WRITER_ID}-{{i}}',
             file_extension 'jsonl', overwrite_or_ignore
         )
-        """
+        """,
+        {"out": str(out)},  # a parameter, never pasted into the SQL: any folder name works
     )
     con.close()
 

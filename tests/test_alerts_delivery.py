@@ -31,9 +31,10 @@ from alert_support import (
 )
 from werkzeug import Response
 
-from orchestration.lib.alerting.deliveries import WarehouseBusy, naive
+from orchestration.lib.alerting.deliveries import naive
 from orchestration.lib.alerting.dispatch import run_alerts
 from spendwatch.config import alert_settings
+from spendwatch.warehouse import WarehouseBusy
 
 REPO = Path(__file__).resolve().parents[1]
 # the local SMTP server takes plain-text AUTH, as a test server on localhost may

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from orchestration.lib.alerting.channels import Redactor, destinations
 from orchestration.lib.alerting.deliveries import Delivery

@@ -27,7 +27,8 @@ MARTS = (*HOURLY_MARTS, "anomalies")
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory, dbt_manifest: Path):
-    with isolated_home(tmp_path_factory.mktemp("e2e") / "home") as p:
+    # under a folder named o'brien: no path may be pasted into SQL text (issue 13, item 9)
+    with isolated_home(tmp_path_factory.mktemp("e2e") / "o'brien" / "home") as p:
         generate(p.landing, START, 2, 2500, seed=11)
         summary = materialize_range(p, START, END)
         assert summary.success

@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from orchestration.defs.assets.dbt import spendwatch_dbt_detection
+from orchestration.defs.project import WRITES_WAREHOUSE
 from orchestration.defs.resources import SpendwatchHome
-from orchestration.lib.alerting.deliveries import WarehouseBusy, WarehouseMissing
 from orchestration.lib.alerting.dispatch import pending_work, run_alerts
 from orchestration.lib.alerting.routing import RoutingError
 from spendwatch.config import alert_settings
+from spendwatch.warehouse import WarehouseBusy, WarehouseMissing
 
 #: The union of the detectors, as the dbt translator names it (`marts/anomalies`).
 ANOMALIES_ASSET = next(k for k in spendwatch_dbt_detection.keys if k.path[-1] == "anomalies")
@@ -58,7 +59,7 @@ def deliver_alerts(context: dg.OpExecutionContext, spendwatch: SpendwatchHome) -
     name="alerts",
     description="Turn new incidents of marts.anomalies into Slack, PagerDuty and email alerts "
     "(ops.alert_deliveries records every delivery).",
-    tags={"spendwatch/kind": "alerts"},
+    tags={"spendwatch/kind": "alerts", **WRITES_WAREHOUSE},
 )
 def alerts_job() -> None:
     deliver_alerts()

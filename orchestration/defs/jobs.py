@@ -11,7 +11,7 @@ from orchestration.defs.assets.dbt import (
 )
 from orchestration.defs.assets.raw import raw_llm_calls
 from orchestration.defs.assets.report import spend_report
-from orchestration.defs.project import HOURLY
+from orchestration.defs.project import HOURLY, WRITES_WAREHOUSE
 
 hourly_pipeline = dg.define_asset_job(
     name="hourly_pipeline",
@@ -19,6 +19,7 @@ hourly_pipeline = dg.define_asset_job(
         raw_llm_calls, spendwatch_dbt_models, spendwatch_dbt_detection, spend_report
     ),
     partitions_def=HOURLY,
+    tags=WRITES_WAREHOUSE,
     description="Load an hour window of landing files, build every mart for it, and re-render "
     "the dashboard (spend_report, unpartitioned: one file for the whole warehouse).",
 )
@@ -26,6 +27,7 @@ hourly_pipeline = dg.define_asset_job(
 reference_data = dg.define_asset_job(
     name="reference_data",
     selection=dg.AssetSelection.assets(spendwatch_dbt_seeds),
+    tags=WRITES_WAREHOUSE,
     description="Reload the price list and the other seeds.",
 )
 

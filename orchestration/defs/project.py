@@ -13,6 +13,12 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
+#: Runs that write the warehouse carry this tag; the instance's run queue (dagster.yaml, written
+#: by spendwatch.config.export_environment) starts at most one of them at a time, and the CLI
+#: waits for them: DuckDB admits one writing process.
+WAREHOUSE_TAG = "spendwatch/warehouse"
+WRITES_WAREHOUSE = {WAREHOUSE_TAG: "write"}
+
 #: One partition per UTC hour of call time. History before 2024 is not priced anyway.
 HOURLY = dg.HourlyPartitionsDefinition(start_date="2024-01-01-00:00", timezone="UTC")
 

@@ -1,4 +1,5 @@
-"""Late data: landing files that appeared, changed or vanished in hours already loaded.
+"""Late data and lost hours: landing files that appeared, changed or vanished in hours already
+loaded, and hours whose files landed but whose run failed.
 
 The load log (`raw.load_log`) holds each loaded file's size, modification time and checksum.
 The sensor compares the landing folders of the last `LOOKBACK_DAYS` with it, for the hours the
@@ -6,6 +7,12 @@ ingest asset has materialized, and asks for a run of `hourly_pipeline` for each 
 differs: that run re-loads the hour and rebuilds every mart and detector downstream of it. The
 run key is the hour plus a digest of its files, so the same late file never triggers twice and
 a file that changes again triggers again.
+
+An hour that has landing files but was never materialized (its scheduled run failed: the
+warehouse was locked past the wait, the process died) is asked for again, once per failed run
+of it (the run key counts them), up to `MAX_ATTEMPTS`; then the sensor says it gave up and on
+which run. The sensor does not look while a run writes the warehouse (it would only block it):
+it reads the load log through a read-only connection that does not wait.
 """
 
 import hashlib
@@ -13,15 +20,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
 from orchestration.defs.assets.dbt import INGEST_ASSET
 from orchestration.defs.jobs import hourly_pipeline
-from orchestration.defs.project import HOURLY
+from orchestration.defs.project import HOURLY, WRITES_WAREHOUSE
 from orchestration.defs.resources import SpendwatchHome
 from orchestration.lib.ingest import landing_files
+from spendwatch.warehouse import WarehouseBusy, open_warehouse
+
+PARTITION = "dagster/partition"
+IN_FLIGHT = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+             dg.DagsterRunStatus.CANCELING]  # fmt: skip
 
 LOOKBACK_DAYS = 7
+MAX_ATTEMPTS = 5  # runs of one hour the sensor asks for before it gives up and says so
+SETTLE = timedelta(hours=1)  # an hour is "lost" only an hour after it ended (the schedule's turn)
 
 
 def _checksum(path: Path) -> str:
@@ -36,7 +49,7 @@ def changed_hours(
         return {}
     start = max(min(hours), now - timedelta(days=LOOKBACK_DAYS))
     end = now + timedelta(hours=1)
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = open_warehouse(warehouse, read_only=True, wait_seconds=0)
     try:
         logged = {
             row[0]: row[1:]
@@ -79,6 +92,11 @@ def changed_hours(
 def late_landing_files(context: dg.SensorEvaluationContext, spendwatch: SpendwatchHome):
     p = spendwatch.paths()
     now = datetime.now(UTC)
+    writing = context.instance.get_runs(
+        dg.RunsFilter(statuses=IN_FLIGHT, tags=WRITES_WAREHOUSE), limit=1
+    )
+    if writing:
+        return dg.SkipReason(f"run {writing[0].run_id[:8]} is writing the warehouse; next tick")
     loaded = {
         HOURLY.time_window_for_partition_key(key).start
         for key in context.instance.get_materialized_partitions(INGEST_ASSET)
@@ -86,11 +104,9 @@ def late_landing_files(context: dg.SensorEvaluationContext, spendwatch: Spendwat
     recent = {h for h in loaded if h >= now - timedelta(days=LOOKBACK_DAYS)}
     try:
         changed = changed_hours(p.warehouse, p.landing, recent, now)
-    except duckdb.IOException as exc:  # a run holds the warehouse: look again next tick
-        return dg.SkipReason(f"warehouse busy ({exc.__class__.__name__}); will look again")
-    if not changed:
-        return dg.SkipReason(f"{len(recent)} loaded hours checked; no late or changed files")
-    return [
+    except WarehouseBusy as exc:  # a notebook or a report holds it: look again next tick
+        return dg.SkipReason(f"warehouse busy ({exc}); will look again")
+    requests = [
         dg.RunRequest(
             run_key=f"late:{HOURLY.get_partition_key_for_timestamp(hour.timestamp())}:{digest}",
             partition_key=HOURLY.get_partition_key_for_timestamp(hour.timestamp()),
@@ -98,3 +114,44 @@ def late_landing_files(context: dg.SensorEvaluationContext, spendwatch: Spendwat
         )
         for hour, digest in sorted(changed.items())
     ]
+    retries, gave_up = lost_hour_requests(context.instance, p.landing, loaded, now)
+    for line in gave_up:
+        context.log.warning(line)
+    requests += retries
+    if not requests:
+        return dg.SkipReason(
+            f"{len(recent)} loaded hours checked; no late or changed files, no lost hours"
+            + (f"; {len(gave_up)} hour(s) given up on (see the log)" if gave_up else "")
+        )
+    return requests
+
+
+def lost_hour_requests(
+    instance: dg.DagsterInstance, landing: Path, loaded: set[datetime], now: datetime
+) -> tuple[list[dg.RunRequest], list[str]]:
+    """Hours of the last LOOKBACK_DAYS with landing files that no run has materialized (and none
+    is running or queued for), once per failed run of the hour, up to MAX_ATTEMPTS."""
+    this_hour = now.replace(minute=0, second=0, microsecond=0)
+    start, settled = this_hour - timedelta(days=LOOKBACK_DAYS), this_hour - SETTLE
+    landed = {hour for hour, _ in landing_files(landing, start, settled)}
+    requests, gave_up = [], []
+    for hour in sorted(landed - loaded):
+        key = HOURLY.get_partition_key_for_timestamp(hour.timestamp())
+        runs = instance.get_runs(dg.RunsFilter(job_name="hourly_pipeline", tags={PARTITION: key}))
+        if any(run.status in (*IN_FLIGHT, dg.DagsterRunStatus.QUEUED) for run in runs):
+            continue
+        failed = [run for run in runs if run.status == dg.DagsterRunStatus.FAILURE]
+        if len(failed) >= MAX_ATTEMPTS:
+            gave_up.append(
+                f"hour {key}: {len(failed)} runs failed (last {failed[0].run_id[:8]}); not asking "
+                "again — fix the cause and run `spendwatch materialize` for it"
+            )
+            continue
+        requests.append(
+            dg.RunRequest(
+                run_key=f"lost:{key}:{len(failed)}",
+                partition_key=key,
+                tags={"spendwatch/reason": f"lost hour, attempt {len(failed) + 1}"},
+            )
+        )
+    return requests, gave_up

@@ -4,10 +4,10 @@ every outcome in `ops.check_results`, and hand Dagster an asset-check result.
 Suites are JSON files (one per checked frame), loaded into GX 1.x `ExpectationSuite`s and run in
 an ephemeral context on pandas frames built from the warehouse for the run's hour window:
 
-| suite | frame (one row per) | asset checked |
+| suite | frame: one row per hour of the window | asset checked |
 |---|---|---|
-| raw_load_hours | hour of the window (files, rejected share, freshness, volume against the usual) | raw_llm_calls |
-| fct_llm_calls | hour of the window (priced share, from the hourly model mart) | marts/fct_llm_calls |
+| raw_load_hours | files, rejected share, freshness, volume against the usual | raw_llm_calls |
+| fct_llm_calls | priced share, from the hourly model mart | marts/fct_llm_calls |
 
 Only what the ingest cannot know is checked here: the rules of a single line (required fields,
 types, non-negative and consistent tokens, unique ids) are the ingest's, which quarantines a
@@ -28,14 +28,19 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
 from orchestration.lib.ingest import partition_hours
 from orchestration.lib.quality_ddl import CHECK_RESULTS_DDL
+from spendwatch.warehouse import open_warehouse
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "expectations"
 ERROR, WARN = "error", "warn"
+log = logging.getLogger("spendwatch.quality")
+
+
+def _waiting(holder: str) -> None:
+    log.warning(f"the warehouse is locked by {holder}: the checks wait for it")
 SAMPLE_SIZE = 5
 
 
@@ -308,7 +313,7 @@ def record(con, outcome: SuiteOutcome, start: datetime, end: datetime, now: date
 def run_raw_suites(
     warehouse: Path, start: datetime, end: datetime, now: datetime
 ) -> list[SuiteOutcome]:
-    con = duckdb.connect(str(warehouse))
+    con = open_warehouse(warehouse, on_wait=_waiting)
     try:
         outcomes = [
             validate("raw_load_hours", "raw_llm_calls", hours_frame(con, start, end),
@@ -322,7 +327,7 @@ def run_raw_suites(
 
 
 def run_fct_suite(warehouse: Path, start: datetime, end: datetime, now: datetime) -> SuiteOutcome:
-    con = duckdb.connect(str(warehouse))
+    con = open_warehouse(warehouse, on_wait=_waiting)
     try:
         outcome = validate(
             "fct_llm_calls", "marts/fct_llm_calls", priced_frame(con, start, end), "hour_at"

@@ -104,32 +104,25 @@ ENV_FILTER = "($env::varchar is null or environment = $env::varchar)"
 
 def connect(warehouse: Path, wait_seconds: float = 60.0, on_wait: Callable | None = None):
     """A read-only connection, waiting while a writer (a materialization) holds the file."""
-    import time
+    from spendwatch.warehouse import WarehouseBusy, WarehouseMissing, open_warehouse
 
-    if not warehouse.exists():
+    try:
+        con = open_warehouse(
+            warehouse,
+            read_only=True,
+            wait_seconds=wait_seconds,
+            on_wait=(lambda _holder: on_wait()) if on_wait else None,
+            consequence="retry when it has finished",
+        )
+    except WarehouseMissing:
         raise ReportError(
             f"no warehouse at {warehouse}: run `spendwatch demo` or `spendwatch materialize` "
             "first (or point --home / SPENDWATCH_HOME at the spendwatch home that has one)"
-        )
-    deadline = time.monotonic() + wait_seconds
-    waited = False
-    while True:
-        try:
-            con = duckdb.connect(str(warehouse), read_only=True)
-            break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise ReportError(f"cannot open the warehouse {warehouse}: {exc}") from exc
-            if time.monotonic() >= deadline:
-                raise ReportError(
-                    f"the warehouse {warehouse} is locked by another process (a materialization "
-                    f"or `make ui` run writing it?) and stayed locked for {wait_seconds:.0f} s: "
-                    "retry when it has finished"
-                ) from exc
-            if not waited and on_wait:
-                on_wait()
-            waited = True
-            time.sleep(1.0)
+        ) from None
+    except WarehouseBusy as exc:
+        raise ReportError(str(exc)) from None
+    except duckdb.Error as exc:
+        raise ReportError(f"cannot open the warehouse {warehouse}: {exc}") from exc
     con.execute("set TimeZone = 'UTC'")
     con.execute("set enable_progress_bar = false")
     return con

@@ -11,6 +11,7 @@ from typing import Any
 
 from spendwatch.tracker.calls import PendingCall, TrackedStream
 from spendwatch.tracker.recorder import Tracker
+from spendwatch.tracker.writer import AFTER_FORK
 
 _OPENAI_CALLS = frozenset(
     {
@@ -33,6 +34,15 @@ def _prefixes(calls: frozenset) -> frozenset:
 
 _default_lock = threading.Lock()
 _default: Tracker | None = None
+
+
+def _new_default_lock() -> None:
+    """In a forked child: the parent's lock may have been held by another thread at fork."""
+    global _default_lock
+    _default_lock = threading.Lock()
+
+
+AFTER_FORK.append(_new_default_lock)
 
 
 def default_tracker() -> Tracker:

@@ -1,9 +1,16 @@
 """The writing half of the tracker: a bounded in-memory queue, one background thread per tracker
 that validates events and appends whole lines to the landing files, and the process-wide
-plumbing around them (exit flush, fork safety, one file lock, events finished by finalizers).
+plumbing around them (flush at exit and on SIGTERM, fork safety, one file lock, events finished
+by finalizers).
 
 Nothing here raises into the application or blocks it on I/O: a full queue, a failing disk or
 an invalid event drops the event, counts it in `stats()` and logs ONE warning per kind.
+
+A file never gets an event glued onto a half-written line: before appending, the writer looks
+at the file's last byte, and when a crashed predecessor with the same file name (a container
+restarts the application under the same PID) left a half line there, it continues in a fresh
+file (`<writer>-<pid>.1.jsonl`, `.2.jsonl`, ...). The half line stays the old file's last line,
+which the ingest quarantines as `truncated_line`.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import contextlib
 import logging
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -38,6 +46,16 @@ _FILE_LOCK = threading.Lock()  # one writer per file at a time within the proces
 # so a finalizer running inside the garbage collector can never deadlock on the queue's lock.
 ORPHANS: deque[tuple[Writer, dict]] = deque()
 _MP_HOOKED = False
+# A landing file whose last line a crashed writer left unfinished → the file written instead.
+_FRESH_FILES: dict[Path, Path] = {}
+#: Set SPENDWATCH_FLUSH_ON_SIGTERM=0 to leave SIGTERM alone (the tracker then flushes only at a
+#: normal exit, and a SIGTERM'd process loses what was still queued).
+SIGTERM_ENV = "SPENDWATCH_FLUSH_ON_SIGTERM"
+_SIGTERM_HOOKED = False
+_SIGTERM_PREVIOUS: Any = None
+_SIGTERM_FLUSHING = False
+# Hooks other modules register to re-create their own locks in a forked child.
+AFTER_FORK: list = []
 
 
 def _close_all() -> None:
@@ -46,13 +64,77 @@ def _close_all() -> None:
             tracker.close(timeout=EXIT_TIMEOUT)
 
 
+def _flush_all(timeout: float) -> None:
+    """Write what every tracker has queued, from a helper thread, waiting at most `timeout`.
+
+    Called from a signal handler: the interrupted main thread may hold a tracker's or a
+    queue's lock, so the flush runs on another thread and the wait is bounded — at worst the
+    events are lost, never the process's ability to terminate.
+    """
+
+    def flush() -> None:
+        deadline = time.monotonic() + timeout
+        for tracker in list(_LIVE):
+            with contextlib.suppress(Exception):
+                tracker.flush(max(deadline - time.monotonic(), 0.001))
+
+    helper = threading.Thread(target=flush, name="spendwatch-sigterm-flush", daemon=True)
+    helper.start()
+    helper.join(timeout)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Flush the queued events, then do what SIGTERM did before the tracker was imported: call
+    the application's own handler, or terminate the process by the default action."""
+    global _SIGTERM_FLUSHING
+    if not _SIGTERM_FLUSHING:  # a second SIGTERM while flushing: go straight on
+        _SIGTERM_FLUSHING = True
+        try:
+            _flush_all(EXIT_TIMEOUT)
+        finally:
+            _SIGTERM_FLUSHING = False
+    previous = _SIGTERM_PREVIOUS
+    if callable(previous):
+        previous(signum, frame)
+        return
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _hook_sigterm() -> None:
+    """Chain a flush in front of the SIGTERM handler (once per process, from the main thread).
+
+    Left alone: an ignored SIGTERM (nothing is lost), a handler installed outside Python (it
+    cannot be chained), and SPENDWATCH_FLUSH_ON_SIGTERM=0. An application that installs its own
+    handler later replaces this one; exiting from it (sys.exit) still flushes at exit.
+    """
+    global _SIGTERM_HOOKED, _SIGTERM_PREVIOUS
+    if _SIGTERM_HOOKED or os.environ.get(SIGTERM_ENV, "1").strip().lower() in ("0", "false", "no"):
+        return
+    if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    _SIGTERM_HOOKED = True
+    if previous is _on_sigterm or previous is None or previous == signal.SIG_IGN:
+        return
+    _SIGTERM_PREVIOUS = previous
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def _after_fork_in_child() -> None:
-    global _FILE_LOCK, _MP_HOOKED
+    """Every lock of the tracker is new in a forked child: a lock another thread of the parent
+    held at fork time would stay locked forever here. The child's writers start afresh."""
+    global _FILE_LOCK, _MP_HOOKED, _SIGTERM_FLUSHING
     _FILE_LOCK = threading.Lock()
     _MP_HOOKED = False
+    _SIGTERM_FLUSHING = False
+    _FRESH_FILES.clear()
     ORPHANS.clear()
     for tracker in list(_LIVE):
         tracker._reset_after_fork()
+    for hook in AFTER_FORK:
+        with contextlib.suppress(Exception):
+            hook()
 
 
 atexit.register(_close_all)
@@ -88,12 +170,44 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _fresh_name(path: Path, n: int) -> Path:
+    """`<writer>-<pid>.jsonl` → `<writer>-<pid>.<n>.jsonl`: still a landing file, same hour."""
+    stem = path.name.removesuffix(".jsonl")
+    return path.with_name(f"{stem}.{n}.jsonl")
+
+
+def _ends_mid_line(fd: int) -> bool:
+    """True when the file is not empty and its last byte is not a newline."""
+    size = os.fstat(fd).st_size
+    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+
+
+def _open_for_append(path: Path) -> int:
+    """Open the file this writer appends to, never one that ends in a half line: such a file
+    (a crashed writer of the same name) is left as it is and a fresh one is used instead."""
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    target = _FRESH_FILES.get(path, path)
+    n = int(target.name.removesuffix(".jsonl").rpartition(".")[2] or 0) if target != path else 0
+    while True:
+        fd = os.open(target, flags, 0o644)
+        try:
+            if not _ends_mid_line(fd):
+                if target != path:
+                    _FRESH_FILES[path] = target
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        n += 1
+        target = _fresh_name(path, n)
+
+
 def _append_lines(path: Path, data: bytes) -> None:
     """Append complete lines; on failure cut the file back so no half line is ever left."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
     with _FILE_LOCK:
-        fd = os.open(path, flags, 0o644)
+        fd = _open_for_append(path)
         try:
             start = os.fstat(fd).st_size
             try:
@@ -127,6 +241,8 @@ class Writer:
         self._closed = False
         self._init_runtime()
         _LIVE.add(self)
+        with contextlib.suppress(Exception):
+            _hook_sigterm()
 
     # -- state that belongs to one process -------------------------------------------------
 
@@ -229,6 +345,8 @@ class Writer:
             self._thread = thread
         with contextlib.suppress(Exception):
             _hook_multiprocessing_exit()
+        with contextlib.suppress(Exception):
+            _hook_sigterm()
 
     def _run(self) -> None:
         q, wake = self._queue, self._wake

@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+
+from spendwatch import warehouse
 
 log = logging.getLogger("spendwatch.alerts")
 T = TypeVar("T")
@@ -87,20 +88,9 @@ COLUMNS = (
 )  # fmt: skip
 
 
-class WarehouseMissing(FileNotFoundError):
-    pass
-
-
-class WarehouseBusy(RuntimeError):
-    """Another process kept the warehouse locked for longer than we were willing to wait."""
-
-
 def naive(at: datetime) -> datetime:
     """UTC without tzinfo, as the warehouse stores timestamps."""
     return at if at.tzinfo is None else at.astimezone(UTC).replace(tzinfo=None)
-
-
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?)(?:\. See also|$)")
 
 
 def open_warehouse(
@@ -109,37 +99,20 @@ def open_warehouse(
     read_only: bool = False,
     logger: Any = log,
 ) -> duckdb.DuckDBPyConnection:
-    """Connect to the warehouse file; while another process holds its lock (a pipeline run
-    writing), wait and retry for up to `wait_seconds`, saying so once, instead of failing."""
-    if not path.exists():
-        raise WarehouseMissing(
-            f"no warehouse at {path}: materialize first (`spendwatch demo` or "
-            "`spendwatch materialize --start ...`)"
-        )
-    deadline = time.monotonic() + wait_seconds
-    pause, told = 0.1, False
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise
-            holder = _LOCK_HOLDER.search(str(exc))
-            who = holder.group(1) if holder else "another process"
-            if time.monotonic() >= deadline:
-                raise WarehouseBusy(
-                    f"the warehouse {path} is still locked by {who} after {wait_seconds:.0f} s; "
-                    "nothing was sent — the next sensor tick (or `spendwatch alerts send`) will "
-                    "try again. Raise SPENDWATCH_WAREHOUSE_WAIT_SECONDS if runs take longer."
-                ) from None
-            if not told:
-                logger.info(
-                    f"warehouse {path.name} is locked by {who} (a pipeline run writing?): "
-                    f"waiting up to {wait_seconds:.0f} s"
-                )
-                told = True
-            time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
-            pause = min(pause * 1.6, 2.0)
+    """The warehouse for the alerts: it must exist; while a run holds it, wait up to
+    `wait_seconds` and say so once (spendwatch.warehouse.open_warehouse)."""
+    return warehouse.open_warehouse(
+        path,
+        read_only=read_only,
+        wait_seconds=wait_seconds,
+        must_exist=True,
+        on_wait=lambda who: logger.info(
+            f"warehouse {path.name} is locked by {who} (a pipeline run writing?): "
+            f"waiting up to {wait_seconds:.0f} s"
+        ),
+        consequence="nothing was sent — the next sensor tick (or `spendwatch alerts send`) "
+        "will try again. Raise SPENDWATCH_WAREHOUSE_WAIT_SECONDS if runs take longer.",
+    )
 
 
 def transaction(

@@ -39,6 +39,7 @@ from orchestration.lib.ingest.landing import (
 from orchestration.lib.ingest.validate import validate_sql
 from orchestration.lib.quality_ddl import CHECK_RESULTS_DDL
 from spendwatch.schema import WAREHOUSE_COLUMNS
+from spendwatch.warehouse import open_warehouse
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,10 @@ class _Batch:
 
 
 def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
+    """The warehouse for writing, created with the raw tables; waits while another process
+    holds its lock (spendwatch.warehouse.open_warehouse), saying who."""
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(warehouse))
+    con = open_warehouse(warehouse, on_wait=_waiting)
     con.execute("set TimeZone = 'UTC'")
     con.execute("set enable_progress_bar = false")
     con.execute(DDL)
@@ -152,6 +155,12 @@ def _memory_limit() -> str:
             f"SPENDWATCH_INGEST_MEMORY_LIMIT={limit!r} is not a size such as 512MB or 2GB"
         )
     return limit
+
+
+def _waiting(holder: str) -> None:
+    logging.getLogger("spendwatch.ingest").warning(
+        f"the warehouse is locked by {holder}: the ingest waits for it"
+    )
 
 
 def load_window(
