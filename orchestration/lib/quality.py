@@ -41,6 +41,8 @@ log = logging.getLogger("spendwatch.quality")
 
 def _waiting(holder: str) -> None:
     log.warning(f"the warehouse is locked by {holder}: the checks wait for it")
+
+
 SAMPLE_SIZE = 5
 
 

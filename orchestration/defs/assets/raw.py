@@ -69,7 +69,8 @@ def allow_empty_reload(config: RawLoadConfig) -> bool:
             "telemetry_completeness",
             asset="raw_llm_calls",
             description="GX suite expectations/raw_load_hours.json: every hour of the window has "
-            "landing files and at most 1 % of its lines rejected (error); its newest event is at "
+            "landing files, none broken or gone since they loaded, and at most 1 % of its lines "
+            "rejected (error); its newest event is at "
             "most two hours old and it loaded at least a fifth of its usual lines (warning).",
         ),
     ],
