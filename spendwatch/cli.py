@@ -180,7 +180,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
     p = paths(args.home)
     end = args.end or _current_hour()
-    if end > args.start:  # an empty range is refused by materialize_range with its own message
+    if args.allow_empty:  # read by the ingest asset of this in-process run
+        os.environ["SPENDWATCH_ALLOW_EMPTY_RELOAD"] = "1"  # (a range without files is the point)
+    elif end > args.start:  # an empty range is refused by materialize_range with its own message
         check_landing_files(p, args.start, end)
     check_warehouse_free(p)
     summary = materialize_range(p, args.start, end, console)
@@ -542,6 +544,12 @@ def build_parser() -> argparse.ArgumentParser:
     mat = sub.add_parser("materialize", help="ingest + dbt for an hour range, as one Dagster run")
     mat.add_argument("--start", type=_hour, required=True, help="first hour, ISO")
     mat.add_argument("--end", type=_hour, help="end hour, exclusive (default: the current hour)")
+    mat.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="delete the loaded rows of hours whose landing files are gone (by default they "
+        "are kept and the landing_files_present check fails)",
+    )
     mat.set_defaults(func=cmd_materialize)
 
     alerts = sub.add_parser(

@@ -10,14 +10,67 @@ types and required fields from it (`WAREHOUSE_COLUMNS`, `REQUIRED_FIELDS`), and
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 
-Tokens = Annotated[StrictInt, Field(ge=0, json_schema_extra={"warehouse_type": "BIGINT"})]
+#: The range of the warehouse's integer columns: a value outside it is rejected, never wrapped
+#: or nulled (DuckDB's BIGINT and INTEGER).
+INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "BIGINT": (-(2**63), 2**63 - 1),
+    "INTEGER": (-(2**31), 2**31 - 1),
+}
+
+#: What "surrounding whitespace" is: the characters pydantic's `str_strip_whitespace` strips
+#: (Unicode White_Space). The ingest trims the same set, and reads a string of only these as
+#: empty (tests/test_schema.py keeps the two equal).
+WHITESPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
+    + "\u2028\u2029\u202f\u205f\u3000"
+)  # fmt: skip
+
+Tokens = Annotated[
+    StrictInt,
+    Field(ge=0, le=INTEGER_RANGES["BIGINT"][1], json_schema_extra={"warehouse_type": "BIGINT"}),
+]
+
+
+class TokenPart(NamedTuple):
+    """A rule of the token counts: the `parts` together are part of `total` (so never more)."""
+
+    parts: tuple[str, ...]
+    total: str
+    reason: str  # the ingest's reason code when a line breaks it
+
+
+#: The token-part rules, written once: the contract's validator, the ingest's SQL, the tracker's
+#: and the OTel import's normalisation (`spendwatch.tracker.usage.token_fields`) all read them.
+TOKEN_PARTS: tuple[TokenPart, ...] = (
+    TokenPart(("cache_read_tokens", "cache_write_tokens"), "input_tokens",
+              "cache_tokens_exceed_input"),
+    TokenPart(("reasoning_tokens",), "output_tokens", "reasoning_exceeds_output"),
+)  # fmt: skip
+
+
+def token_parts_exceeding(tokens: Mapping[str, int | None]) -> list[TokenPart]:
+    """The rules of TOKEN_PARTS that `tokens` break (absent counts are 0)."""
+    return [
+        rule
+        for rule in TOKEN_PARTS
+        if sum(tokens.get(n) or 0 for n in rule.parts) > (tokens.get(rule.total) or 0)
+    ]
 
 
 def _text(description: str, **kwargs) -> object:
@@ -54,6 +107,7 @@ class CallEvent(BaseModel):
     attempt: StrictInt = Field(
         1,
         ge=1,
+        le=INTEGER_RANGES["INTEGER"][1],
         description="1 = first try; > 1 = a retry.",
         json_schema_extra={"warehouse_type": "INTEGER"},
     )
@@ -79,15 +133,22 @@ class CallEvent(BaseModel):
         json_schema_extra={"warehouse_type": "INTEGER"},
     )
 
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _version_is_an_integer(cls, value: object) -> object:
+        # Literal[1] alone takes 1.0 and True; the ingest rejects both, so the contract does too
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"schema_version must be the integer {SCHEMA_VERSION}")
+        return value
+
     @model_validator(mode="after")
     def _token_parts_fit(self) -> CallEvent:
-        if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
-            raise ValueError(
-                "cache_read_tokens + cache_write_tokens exceed input_tokens; input_tokens must "
-                "include cached tokens (add Anthropic's cache_* counts to its input_tokens)"
-            )
-        if self.reasoning_tokens > self.output_tokens:
-            raise ValueError("reasoning_tokens exceed output_tokens, which must include them")
+        for rule in token_parts_exceeding(self.__dict__):
+            hint = {
+                "input_tokens": "; input_tokens must include cached tokens (add Anthropic's "
+                "cache_* counts to its input_tokens)",
+            }.get(rule.total, f", which must include {' and '.join(rule.parts)}")
+            raise ValueError(f"{' + '.join(rule.parts)} exceed {rule.total}{hint}")
         return self
 
     def to_json_line(self) -> str:

@@ -50,6 +50,7 @@ def test_hours_suite_reports_levels_values_and_hours() -> None:
         "partition_hour": hours,
         "files": [1, 0, 2, 1], "rejected_share": [0.0, 0.0, 0.25, 0.0],
         "lag_minutes": [1, 61, 2, 180], "loaded_vs_usual": [1.1, None, 0.9, 0.1],
+        "broken_files": [0, 0, 0, 0], "missing_files": [0, 0, 0, 0],
     })  # fmt: skip
     outcome = validate("raw_load_hours", "raw_llm_calls", frame, "partition_hour")
     assert not outcome.passed

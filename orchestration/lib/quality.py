@@ -41,6 +41,8 @@ log = logging.getLogger("spendwatch.quality")
 
 def _waiting(holder: str) -> None:
     log.warning(f"the warehouse is locked by {holder}: the checks wait for it")
+
+
 SAMPLE_SIZE = 5
 
 
@@ -183,6 +185,8 @@ FRESHNESS_LOOKBACK_HOURS = 24
 
 def hours_frame(con, start: datetime, end: datetime) -> pd.DataFrame:
     """One row per hour of the window: landing files, lines, loaded and rejected (load log),
+    the files quarantined as unreadable (broken_files: raw.load_log.file_error) and the files
+    loaded before whose hour's landing files are gone (missing_files: rows kept),
     the rejected share, the minutes from the newest event landed by the hour's end to that end
     (lag_minutes), and the loaded lines against the median of the same hour of the week over
     the previous USUAL_WEEKS weeks (loaded_vs_usual; null with fewer than two such hours)."""
@@ -196,7 +200,10 @@ def hours_frame(con, start: datetime, end: datetime) -> pd.DataFrame:
         ),
         logged as (
             select partition_hour, count(*) as files, sum(lines) as lines,
-                sum(loaded) as loaded, sum(rejected) as rejected
+                sum(loaded) as loaded, sum(rejected) as rejected,
+                count(*) filter (where file_error is not null
+                    and file_error <> 'landing_files_missing') as broken_files,
+                count(*) filter (where file_error = 'landing_files_missing') as missing_files
             from raw.load_log
             where partition_hour >= cast($start as timestamp) - interval {USUAL_WEEKS * 7} day
                 and partition_hour < cast($end as timestamp)
@@ -233,6 +240,8 @@ def hours_frame(con, start: datetime, end: datetime) -> pd.DataFrame:
             coalesce(logged.lines, 0) as lines,
             coalesce(logged.loaded, 0) as loaded,
             coalesce(logged.rejected, 0) as rejected,
+            coalesce(logged.broken_files, 0) as broken_files,
+            coalesce(logged.missing_files, 0) as missing_files,
             coalesce(logged.rejected / nullif(logged.lines, 0), 0.0) as rejected_share,
             date_diff('minute', fresh.newest_at, hours.partition_hour + interval 1 hour)
                 as lag_minutes,

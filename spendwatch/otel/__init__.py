@@ -6,9 +6,12 @@ export spans as OTLP/JSON (the collector's `file` exporter, or any OTLP/JSON dum
 `spendwatch import-otel FILE...`. Spans that follow the GenAI semantic conventions become call
 events in the landing folder; every other span is skipped and counted.
 
-Re-importing is idempotent: an event's id is the span's traceId + spanId, and the output file of
-one input file is named by the input's content hash and replaced atomically, so importing the
-same export twice leaves exactly the same landing files.
+Re-importing is idempotent: an event's id is the span's traceId + spanId, and the output files
+of one input file are named by the input's path (a hash of its absolute path) and replaced
+atomically, so importing the same export twice leaves exactly the same landing files, and
+importing an export that grew since (a collector still appending to it) replaces them with the
+grown content instead of adding a second copy of every span already imported (which the ingest
+would reject as duplicate_event_id). A rotated export is a new file: import it too.
 
 The package: `otlp` (OTLP/JSON decoding), `mapping` (span -> call event), and here the import
 itself (files in, landing files out). `spendwatch import-otel` is its command line.
@@ -80,7 +83,7 @@ def import_otel(
         stats["files"] += 1
         events, span_count = events_of(requests, skipped)
         stats["spans"] += span_count
-        digest = hashlib.sha256(data).hexdigest()[:16]
+        digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
         by_hour: dict[Path, list[CallEvent]] = {}
         for event in events:
             target = landing_file(landing.landing, event.occurred_at, f"{WRITER_ID}-{digest}")

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from spendwatch.otel.otlp import attributes, field, spans
-from spendwatch.schema import CallEvent
+from spendwatch.schema import CallEvent, token_parts_exceeding
 from spendwatch.tracker.usage import service_tier, token_count, token_fields
 
 __all__ = ["events_of", "span_to_event"]
@@ -117,14 +117,22 @@ def span_to_event(span: dict, resource: dict) -> tuple[dict | None, str | None]:
     # The conventions say cache and reasoning counts SHOULD be part of the totals; some
     # instrumentations (Anthropic's own usage shape) report them outside. Parts larger than the
     # whole can only mean that, so they are added in.
+    exceeded = {
+        rule.total
+        for rule in token_parts_exceeding({
+            "input_tokens": input_tokens, "output_tokens": output_tokens,
+            "cache_read_tokens": cache_read, "cache_write_tokens": cache_write,
+            "reasoning_tokens": reasoning,
+        })
+    }  # fmt: skip
     tokens = token_fields(
         input_tokens,
         output_tokens,
         cache_read,
         cache_write,
         reasoning,
-        cache_outside=cache_read + cache_write > input_tokens,
-        reasoning_outside=reasoning > output_tokens,
+        cache_outside="input_tokens" in exceeded,
+        reasoning_outside="output_tokens" in exceeded,
     )
 
     start, end = _time(field(span, "startTimeUnixNano")), _time(field(span, "endTimeUnixNano"))

@@ -11,6 +11,8 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from spendwatch.schema import TOKEN_PARTS
+
 __all__ = ["StreamUsage", "service_tier", "token_count", "token_fields", "usage_from_response"]
 
 #: Provider service-tier names -> the call event's (standard, batch, flex, priority).
@@ -113,26 +115,30 @@ def token_fields(
     cache_outside: bool = False,
     reasoning_outside: bool = False,
 ) -> dict:
-    """Token fields that satisfy the schema's part-of-total rules.
+    """Token fields that satisfy the contract's part-of-total rules (`schema.TOKEN_PARTS`).
 
     The warehouse counts cache reads and writes inside `input_tokens` and reasoning inside
     `output_tokens`. A source that reports them outside (Anthropic's usage; some OTel
     instrumentations) says so with `cache_outside` / `reasoning_outside`, and they are added in;
-    otherwise parts larger than their total (providers round oddly) are clamped to it.
+    otherwise parts larger than their total (providers round oddly) are clamped to it, in the
+    order the rule lists them.
     """
-    if cache_outside:
-        input_tokens += max(read, 0) + max(write, 0)
-    if reasoning_outside:
-        output_tokens += max(reasoning, 0)
-    read = min(max(read, 0), input_tokens)
-    write = min(max(write, 0), input_tokens - read)
-    return {
+    values = {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
-        "cache_read_tokens": read,
-        "cache_write_tokens": write,
-        "reasoning_tokens": min(max(reasoning, 0), output_tokens),
+        "cache_read_tokens": max(read, 0),
+        "cache_write_tokens": max(write, 0),
+        "reasoning_tokens": max(reasoning, 0),
     }
+    outside = {"input_tokens": cache_outside, "output_tokens": reasoning_outside}
+    for rule in TOKEN_PARTS:
+        if outside[rule.total]:
+            values[rule.total] += sum(values[n] for n in rule.parts)
+        room = values[rule.total]
+        for name in rule.parts:
+            values[name] = min(values[name], room)
+            room -= values[name]
+    return values
 
 
 def _anthropic_tokens(raw_input: int, read: int, write: int, output: int, thinking: int) -> dict:

@@ -1,9 +1,11 @@
 """The ingest asset: landing files of an hour window → raw.llm_calls (+ quarantine, load log),
 with its checks: lines reconcile, and the Great Expectations completeness suites."""
 
+import os
 from datetime import UTC, datetime
 
 import dagster as dg
+from pydantic import Field
 
 from orchestration.defs.project import HOURLY
 from orchestration.defs.resources import SpendwatchHome
@@ -37,6 +39,25 @@ def check_result(
     )
 
 
+#: Set to 1 to let a load delete the rows of hours whose landing files are gone
+#: (`spendwatch materialize --allow-empty` sets it for its run).
+ALLOW_EMPTY_ENV = "SPENDWATCH_ALLOW_EMPTY_RELOAD"
+
+
+class RawLoadConfig(dg.Config):
+    allow_empty_reload: bool = Field(
+        default=False,
+        description="Delete the loaded rows of hours whose landing files are gone (otherwise "
+        "they are kept and the landing_files_present check fails). Also "
+        "SPENDWATCH_ALLOW_EMPTY_RELOAD=1.",
+    )
+
+
+def allow_empty_reload(config: RawLoadConfig) -> bool:
+    return config.allow_empty_reload or os.environ.get(ALLOW_EMPTY_ENV, "").strip().lower() in (
+        "1", "true", "yes")  # fmt: skip
+
+
 @dg.asset(
     name="raw_llm_calls",
     group_name="ingest",
@@ -48,7 +69,8 @@ def check_result(
             "telemetry_completeness",
             asset="raw_llm_calls",
             description="GX suite expectations/raw_load_hours.json: every hour of the window has "
-            "landing files and at most 1 % of its lines rejected (error); its newest event is at "
+            "landing files, none broken or gone since they loaded, and at most 1 % of its lines "
+            "rejected (error); its newest event is at "
             "most two hours old and it loaded at least a fifth of its usual lines (warning).",
         ),
     ],
@@ -58,10 +80,16 @@ def check_result(
         "an hour replaces it in one transaction."
     ),
 )
-def raw_llm_calls(context: dg.AssetExecutionContext, spendwatch: SpendwatchHome):
+def raw_llm_calls(
+    context: dg.AssetExecutionContext, config: RawLoadConfig, spendwatch: SpendwatchHome
+):
     window = context.partition_time_window
     p = spendwatch.paths()
-    result = load_window(p.warehouse, p.landing, window.start, window.end)
+    result = load_window(
+        p.warehouse, p.landing, window.start, window.end, allow_empty=allow_empty_reload(config)
+    )
+    for warning in result.warnings():
+        context.log.warning(warning)
     context.log.info(
         f"{window.start:%Y-%m-%d %H:00} → {window.end:%Y-%m-%d %H:00}: {result.files} files, "
         f"{result.lines} lines, {result.loaded} loaded, {result.rejected} rejected"
@@ -75,6 +103,10 @@ def raw_llm_calls(context: dg.AssetExecutionContext, spendwatch: SpendwatchHome)
             "rows_loaded": result.loaded,
             "rows_rejected": result.rejected,
             "rejected_by_reason": dg.MetadataValue.json(result.rejected_by_reason),
+            "kept_hours": dg.MetadataValue.json(
+                {f"{hour:%Y-%m-%dT%H}": rows for hour, rows in result.kept_hours.items()}
+            ),
+            "quarantined_files": dg.MetadataValue.json(result.file_errors),
         }
     )
     for outcome in run_raw_suites(p.warehouse, window.start, window.end, datetime.now(UTC)):

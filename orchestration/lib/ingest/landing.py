@@ -1,20 +1,55 @@
-"""Landing files → lines: the files of an hour window, read (plain or gzip), checksummed and
-split into lines, each either readable or flagged with why it is not (`truncated_line`,
-`invalid_utf8`, `line_too_long`). Nothing here judges a line's content: that is `validate`.
+"""Landing files → lines, streamed: the files of an hour window, each read (plain or gzip) in
+bounded chunks, checksummed and split into lines, each either readable or flagged with why it
+is not (`truncated_line`, `invalid_utf8`, `line_too_long`). Nothing here judges a line's
+content: that is `validate`.
+
+Memory stays bounded whatever the window or the file: a file is read `CHUNK_BYTES` at a time,
+a line longer than `MAX_LINE_BYTES` keeps only its first `MAX_STORED_LINE_CHARS` (for the
+quarantine) and the rest is skipped up to its newline, and a gzip file stops being decompressed
+once it has produced more than `max_decompressed(size)` bytes (a gzip bomb).
+
+A file that cannot be read to its end is not an error of the window but of the file: its
+`file_error` (one of FILE_ERRORS, with the file's name and what went wrong) goes to the load log,
+the lines read before the failure are handled as usual, and the other files load.
+
+The load log records the size and checksum of exactly the bytes read: the file is stat-ed
+first and read up to that size, so lines appended meanwhile are left for the next load (the
+late-data sensor sees the file grow and asks for it).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import numpy as np
 
 from spendwatch.landing import hour_dir, is_landing_file
 
 MAX_LINE_BYTES = 64 * 1024
+#: How much of a rejected line the quarantine keeps.
+MAX_STORED_LINE_CHARS = 4096
+CHUNK_BYTES = 1 << 20
+#: A gzip file may decompress to at most this ratio of its size (JSON lines compress 5-20×),
+#: with a floor for small files and a ceiling whatever the size.
+MAX_GZIP_RATIO = 200
+MIN_DECOMPRESSED_LIMIT = 64 << 20
+MAX_DECOMPRESSED_BYTES = 8 << 30
+BOM = b"\xef\xbb\xbf"
+
+#: Why a file could not be read to its end (raw.load_log.file_error starts with one of these).
+FILE_ERRORS = {
+    "unreadable_file": "the file could not be opened or read (permissions, I/O error)",
+    "corrupt_gzip": "the gzip stream is truncated or damaged; the lines before the damage load",
+    "gzip_too_large": "decompressed beyond the limit for its size (a gzip bomb); not read further",
+    "not_utf8": "no line of the file is UTF-8 (another encoding, or binary data)",
+    "landing_files_missing": "the hour's files were loaded before and are gone; its rows are kept",
+}
 
 
 def partition_hours(start: datetime, end: datetime) -> list[datetime]:
@@ -36,53 +71,142 @@ def landing_files(landing: Path, start: datetime, end: datetime) -> list[tuple[d
     return found
 
 
-def _read_lines(path: Path) -> tuple[bytes, list[tuple[str, str | None]]]:
-    """The file's bytes and its lines as (text, reason the line is unreadable or None)."""
-    data = path.read_bytes()
-    body = gzip.decompress(data) if path.name.endswith(".gz") else data
-    parts = body.split(b"\n")
-    tail = parts.pop()  # after the last newline: b"" when the file ends with one
-    lines: list[tuple[str, str | None]] = []
-    try:
-        text_parts = body.decode("utf-8").split("\n")[: len(parts)]
-        lines = [(t, None) for t in text_parts]
-    except UnicodeDecodeError:
-        for raw in parts:
-            try:
-                lines.append((raw.decode("utf-8"), None))
-            except UnicodeDecodeError:
-                lines.append((raw.decode("utf-8", "replace"), "invalid_utf8"))
-    if tail:
-        lines.append((tail.decode("utf-8", "replace"), "truncated_line"))
-    return data, lines
+def max_decompressed(size: int) -> int:
+    return min(MAX_DECOMPRESSED_BYTES, max(MIN_DECOMPRESSED_LIMIT, size * MAX_GZIP_RATIO))
 
 
-def line_table(files: list[tuple[datetime, Path]]) -> tuple[dict, list[dict]]:
-    sources, hours, numbers, texts, flags, log = [], [], [], [], [], []
-    for hour, path in files:
-        data, lines = _read_lines(path)
-        n = len(lines)
-        stat = path.stat()
-        log.append({
-            "partition_hour": hour.replace(tzinfo=None),
-            "source_file": str(path),
-            "size_bytes": stat.st_size,
-            "modified_at": datetime.fromtimestamp(stat.st_mtime, UTC).replace(tzinfo=None),
-            "checksum": hashlib.sha256(data).hexdigest(),
-        })  # fmt: skip
-        sources.extend([str(path)] * n)
-        hours.extend([hour.replace(tzinfo=None)] * n)
-        numbers.extend(range(1, n + 1))
-        for text, flag in lines:
-            if flag is None and len(text) > MAX_LINE_BYTES:  # chars ≤ bytes: cheap pre-check
-                flag = "line_too_long" if len(text.encode("utf-8")) > MAX_LINE_BYTES else None
-            texts.append(text.rstrip("\r") if flag != "line_too_long" else text)
-            flags.append(flag)
-    table = {
-        "source_file": np.array(sources, dtype=object),
-        "partition_hour": np.array(hours, dtype="datetime64[us]"),
-        "line_number": np.array(numbers, dtype=np.int64),
-        "line": np.array(texts, dtype=object),
-        "read_error": np.array(flags, dtype=object),
-    }
-    return table, log
+class _Tap(io.RawIOBase):
+    """A read-only view of the first `limit` bytes of a file that hashes what passes through."""
+
+    def __init__(self, raw, limit: int) -> None:
+        self.raw, self.left, self.read_bytes, self.hash = raw, limit, 0, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.left <= 0:
+            return 0
+        view = memoryview(buffer)[: min(len(buffer), self.left)]
+        n = self.raw.readinto(view)
+        if n:
+            self.hash.update(view[:n])
+            self.left -= n
+            self.read_bytes += n
+        return n or 0
+
+
+class FileTooLarge(Exception):
+    pass
+
+
+@dataclass
+class LandingFile:
+    """One landing file being read: `lines()` yields its lines; afterwards `log_entry()` holds
+    what the load log records (size and checksum of the bytes read, and any file error)."""
+
+    hour: datetime
+    path: Path
+    size_bytes: int = 0
+    modified_at: datetime | None = None
+    checksum: str = ""
+    file_error: str | None = None
+    lines_read: int = 0
+
+    def _chunks(self, tap: _Tap) -> Iterator[bytes]:
+        if not self.path.name.endswith(".gz"):
+            while chunk := tap.read(CHUNK_BYTES):
+                yield chunk
+            return
+        limit, produced = max_decompressed(self.size_bytes), 0
+        with gzip.GzipFile(fileobj=io.BufferedReader(tap, CHUNK_BYTES), mode="rb") as stream:
+            while chunk := stream.read1(CHUNK_BYTES):  # what is there: lines before damage count
+                produced += len(chunk)
+                if produced > limit:
+                    raise FileTooLarge(
+                        f"over {limit:,} bytes decompressed from {self.size_bytes:,}"
+                    )
+                yield chunk
+
+    def _raw_lines(self, tap: _Tap) -> Iterator[tuple[bytes, bool, bool]]:
+        """(bytes, ended by a newline, too long) per line, from bounded chunks."""
+        pending, overflow = b"", False
+        for chunk in self._chunks(tap):
+            parts = chunk.split(b"\n")
+            for part in parts[:-1]:
+                if overflow:
+                    yield pending, True, True
+                else:
+                    whole = pending + part
+                    yield whole, True, len(whole) > MAX_LINE_BYTES
+                pending, overflow = b"", False
+            if overflow:
+                continue  # the rest of an over-long line is skipped up to its newline
+            pending += parts[-1]
+            if len(pending) > MAX_LINE_BYTES:
+                pending, overflow = pending[: MAX_STORED_LINE_CHARS * 4], True
+        if pending or overflow:
+            yield pending, False, overflow
+
+    def lines(self) -> Iterator[tuple[int, str, str | None]]:
+        """(line number, text, reason it is unreadable or None) for every line read."""
+        try:
+            stat = os.stat(self.path)
+            self.size_bytes = stat.st_size
+            self.modified_at = datetime.fromtimestamp(stat.st_mtime, UTC).replace(tzinfo=None)
+            raw = open(self.path, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            self.file_error = f"unreadable_file: {self.path}: {exc.strerror or exc}"
+            return
+        tap = _Tap(raw, self.size_bytes)
+        good = bad = 0
+        utf16 = False
+        try:
+            for data, ended, too_long in self._raw_lines(tap):
+                self.lines_read += 1
+                if self.lines_read == 1:
+                    if data.startswith(BOM):
+                        data = data[len(BOM) :]  # a UTF-8 byte order mark is not part of the line
+                    utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
+                if too_long:
+                    text = data.decode("utf-8", "replace")[:MAX_STORED_LINE_CHARS]
+                    flag = "line_too_long"
+                else:
+                    try:
+                        if utf16:
+                            raise UnicodeDecodeError("utf-8", data, 0, 2, "UTF-16 text")
+                        text, flag = data.decode("utf-8"), None
+                        good += 1
+                    except UnicodeDecodeError:
+                        text, flag = data.decode("utf-8", "replace"), "invalid_utf8"
+                        bad += 1
+                    text = text.removesuffix("\r")
+                if not ended and flag is None:
+                    flag = "truncated_line"
+                yield self.lines_read, text, flag
+        except OSError as exc:
+            if isinstance(exc, gzip.BadGzipFile):
+                self.file_error = f"corrupt_gzip: {self.path}: {exc}"
+            else:
+                self.file_error = f"unreadable_file: {self.path}: {exc.strerror or exc}"
+        except (EOFError, zlib.error) as exc:
+            self.file_error = f"corrupt_gzip: {self.path}: {exc}"
+        except FileTooLarge as exc:
+            self.file_error = f"gzip_too_large: {self.path}: {exc}; the rest was not read"
+        finally:
+            raw.close()
+        if self.file_error is None and bad and not good:
+            what = "a UTF-16 byte order mark" if utf16 else f"none of its {bad} lines is UTF-8"
+            self.file_error = f"not_utf8: {self.path}: {what}"
+        self.size_bytes = tap.read_bytes if self.file_error is None else self.size_bytes
+        self.checksum = tap.hash.hexdigest()
+
+    def log_entry(self) -> dict:
+        return {
+            "partition_hour": self.hour.replace(tzinfo=None),
+            "source_file": str(self.path),
+            "size_bytes": self.size_bytes,
+            "modified_at": self.modified_at or datetime(1970, 1, 1),
+            "checksum": self.checksum,
+            "file_error": self.file_error,
+        }
