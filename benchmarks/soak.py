@@ -111,17 +111,24 @@ class Files:
         self.truncated.add(path)
         self.actions["truncated gzip"] += 1
 
-    def prune(self, loaded_hours: set[datetime]) -> None:
-        """Retention: delete a whole hour folder, only once its hour is loaded."""
-        candidates = [h for h in self.hours[: HOURS // 2] if h in loaded_hours and h not in
-                      self.pruned]  # fmt: skip
+    def prune(self, loaded: dict[datetime, dict[str, int]]) -> None:
+        """Retention, as documented: delete a whole hour folder, only once every file in it is
+        loaded as it is now (the load log has it at its present size)."""
+
+        def loaded_as_is(hour: datetime) -> bool:
+            files = [p for p in hour_dir(self.landing, hour).iterdir() if p.is_file()]
+            return bool(files) and all(loaded.get(hour, {}).get(str(p)) == p.stat().st_size
+                                       for p in files)  # fmt: skip
+
+        candidates = [h for h in self.hours[: HOURS // 2]
+                      if h not in self.pruned and loaded_as_is(h)]  # fmt: skip
         if candidates:
             hour = candidates[0]
             shutil.rmtree(hour_dir(self.landing, hour), ignore_errors=True)
             self.pruned.add(hour)
             self.actions["prune a loaded hour"] += 1
 
-    def step(self, loaded_hours: set[datetime]) -> None:
+    def step(self, loaded_hours: dict[datetime, dict[str, int]]) -> None:
         live = [h for h in self.hours if h not in self.pruned]
         hour = random.choice(live)
         action = random.choices(
@@ -190,20 +197,25 @@ while time.time() < until:
 """
 
 
-def loaded_hours(warehouse: Path) -> set[datetime]:
+def loaded_hours(warehouse: Path) -> dict[datetime, dict[str, int]]:
+    """hour -> {file: size loaded}, from the load log (empty while the warehouse is busy)."""
     from spendwatch.warehouse import WarehouseBusy, WarehouseMissing, open_warehouse
 
     try:
         con = open_warehouse(warehouse, read_only=True, wait_seconds=5)
     except (WarehouseBusy, WarehouseMissing):
-        return set()
+        return {}
     try:
-        rows = con.execute("select distinct partition_hour from raw.load_log").fetchall()
+        sql = "select partition_hour, source_file, size_bytes from raw.load_log"
+        rows = con.execute(sql).fetchall()
     except Exception:
-        return set()
+        return {}
     finally:
         con.close()
-    return {r[0].replace(tzinfo=UTC) for r in rows}
+    loaded: dict[datetime, dict[str, int]] = {}
+    for hour, path, size in rows:
+        loaded.setdefault(hour.replace(tzinfo=UTC), {})[path] = size
+    return loaded
 
 
 def verify(warehouse: Path, files: Files) -> list[str]:
