@@ -5,11 +5,12 @@ Workers, each its own process, as on a real machine:
 - schedule: `spendwatch materialize` of one hour after another (what the :05 schedule does);
 - sensor:   the real late-data sensor evaluated against the instance, its run requests
             materialized (reloads of hours whose files changed, lost hours);
-- cli:      a hand-run `spendwatch materialize` of a six-hour range, again and again;
+- cli:      a hand-run `spendwatch materialize` of six hours at once, again and again;
 - readers:  two analysts' notebooks opening the warehouse read-only and querying it;
 - files:    this process, changing the landing folder meanwhile: appending lines to files
             already loaded, adding plain and gzipped files, broken lines, truncated gzip files,
-            and pruning whole hour folders that are loaded (the documented retention policy).
+            and pruning whole hour folders that are loaded as they are and older than the
+            sensor's look-back (the documented retention policy).
 
 At the end one catch-up run loads every hour (what the schedule and the sensor converge to),
 then the soak checks, from a ledger of every line it ever wrote:
@@ -120,7 +121,7 @@ class Files:
             return bool(files) and all(loaded.get(hour, {}).get(str(p)) == p.stat().st_size
                                        for p in files)  # fmt: skip
 
-        candidates = [h for h in self.hours[: HOURS // 2]
+        candidates = [h for h in self.hours[: HOURS // 2]  # the old half only
                       if h not in self.pruned and loaded_as_is(h)]  # fmt: skip
         if candidates:
             hour = candidates[0]
@@ -148,8 +149,9 @@ def spendwatch(home: Path, *args: str, log) -> subprocess.Popen:
 WORKER = r"""
 import sys, time, random, subprocess, os
 from datetime import datetime, timedelta, UTC
-kind, home, start, hours, until = sys.argv[1:6]
-start, hours, until = datetime.fromisoformat(start), int(hours), float(until)
+kind, home, hours, until = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+hours = [datetime.fromisoformat(h) for h in hours.split(",")]
+ranges = [hours[: len(hours) // 2], hours[len(hours) // 2 :]]
 env = {**os.environ, "SPENDWATCH_HOME": home}
 def materialize(a, b):
     p = subprocess.run([sys.executable, "-m", "spendwatch.cli", "materialize", "--start",
@@ -160,11 +162,11 @@ def materialize(a, b):
 i = 0
 while time.time() < until:
     if kind == "schedule":
-        h = start + timedelta(hours=i % hours)
+        h = hours[i % len(hours)]
         materialize(h, h + timedelta(hours=1))
     elif kind == "cli":
-        h = start + timedelta(hours=random.randrange(0, hours - 6))
-        materialize(h, h + timedelta(hours=6))
+        block = ranges[i % 2]
+        materialize(block[0], block[-1] + timedelta(hours=1))
     elif kind == "sensor":
         import dagster as dg
         from orchestration.defs.resources import SpendwatchHome
@@ -190,6 +192,8 @@ while time.time() < until:
         try:
             con.execute("select count(*) from raw.llm_calls").fetchone()
             time.sleep(random.uniform(0.2, 1.5))  # an analyst looks at the result
+        except Exception as exc:  # before the first load there is nothing to query yet
+            print("reader:", str(exc).splitlines()[0][:100], flush=True)
         finally:
             con.close()
         time.sleep(random.uniform(0.5, 3))
@@ -270,9 +274,13 @@ def main() -> int:
     args = parser.parse_args()
     random.seed(args.seed)
     home = Path(tempfile.mkdtemp(prefix="spendwatch-soak-"))
-    start = (datetime.now(UTC) - timedelta(hours=HOURS + 3)).replace(minute=0, second=0,
-                                                                    microsecond=0)  # fmt: skip
-    hours = [start + timedelta(hours=i) for i in range(HOURS)]
+    # half the hours are older than the sensor's look-back (where the retention policy lets
+    # whole hours be pruned), half are recent (where the sensor reloads changed files)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start = now - timedelta(days=9)
+    recent = now - timedelta(hours=HOURS // 2 + 3)
+    hours = [start + timedelta(hours=i) for i in range(HOURS // 2)]
+    hours += [recent + timedelta(hours=i) for i in range(HOURS // 2)]
     files = Files(home / "landing" / "calls", hours)
     for hour in hours:
         files.new_file(hour)
@@ -289,8 +297,9 @@ def main() -> int:
         log = (logs / f"{kind}-{len(workers)}.log").open("w")
         env = {**os.environ, "SPENDWATCH_HOME": str(home)}
         workers.append((kind, log, subprocess.Popen(
-            [sys.executable, "-c", WORKER, kind, str(home), start.isoformat(), str(HOURS),
-             str(until)], env=env, stdout=log, stderr=subprocess.STDOUT)))  # fmt: skip
+            [sys.executable, "-c", WORKER, kind, str(home),
+             ",".join(h.isoformat() for h in hours), str(until)],
+            env=env, stdout=log, stderr=subprocess.STDOUT)))  # fmt: skip
     print(f"soak: {args.minutes:g} minutes, {HOURS} hours, home {home}")
     while time.time() < until:
         files.step(loaded_hours(home / "warehouse.duckdb"))
@@ -298,9 +307,12 @@ def main() -> int:
     for _, _, proc in workers:
         proc.wait()
     print("workers done; catch-up run over every hour ...")
+    code = 0
     with (logs / "catch-up.log").open("w") as log:
-        code = spendwatch(home, "materialize", "--start", start.isoformat(), "--end",
-                          (start + timedelta(hours=HOURS)).isoformat(), log=log).wait()  # fmt: skip
+        for block in (hours[: HOURS // 2], hours[HOURS // 2 :]):
+            code = code or spendwatch(home, "materialize", "--start", block[0].isoformat(),
+                                      "--end", (block[-1] + timedelta(hours=1)).isoformat(),
+                                      log=log).wait()  # fmt: skip
     runs = Counter()
     refusals = []
     for path in sorted(logs.glob("*.log")):
