@@ -36,7 +36,7 @@ demo: $(MANIFEST)
 	$(BIN)/spendwatch demo
 
 test: $(MANIFEST) $(CHROMIUM)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 $(CHROMIUM):
 	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq

@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -178,8 +179,9 @@ print(t.stats()["written"], t.stats()["dropped"])
 
 # An application with 200 events queued (the writer would only write them in an hour).
 QUEUED = """
-import signal, sys, time
+import faulthandler, signal, sys, time
 from datetime import datetime, timedelta
+faulthandler.register(signal.SIGUSR1)  # the test asks for the threads' stacks if it hangs
 {before}
 from spendwatch.tracker import Tracker
 t = Tracker(home=sys.argv[1], feature="term", writer_id="term", flush_interval=3600)
@@ -200,7 +202,14 @@ def _terminate(home: Path, before: str = "", after: str = "time.sleep(60)") -> t
     )  # fmt: skip
     assert proc.stdout.readline().split() == ["200", "0"]  # queued, nothing on disk yet
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:  # say where it hangs, for whoever reads the failure
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"still running 30 s after SIGTERM; its threads:\n{err}") from None
     return proc.returncode, out, err
 
 
