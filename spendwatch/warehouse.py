@@ -11,6 +11,7 @@ last line of defence for what the run queue cannot see (a notebook, a report, a 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -32,6 +33,12 @@ class WarehouseMissing(FileNotFoundError):
 
 class WarehouseBusy(RuntimeError):
     """Another process kept the warehouse locked for longer than we would wait."""
+
+
+def _log_waiting(holder: str) -> None:
+    logging.getLogger("spendwatch.warehouse").warning(
+        f"the warehouse is locked by {holder}: waiting for it"
+    )
 
 
 def default_wait_seconds() -> float:
@@ -62,8 +69,9 @@ def open_warehouse(
 ) -> duckdb.DuckDBPyConnection:
     """Connect to the warehouse; while another process holds its lock, wait and retry for up to
     `wait_seconds` (default: $SPENDWATCH_WAREHOUSE_WAIT_SECONDS, 600), calling `on_wait(holder)`
-    once. `consequence` ends the WarehouseBusy message (what did not happen, what to do).
-    `must_exist` (default: when read-only) raises WarehouseMissing instead of creating it."""
+    once (by default it logs a warning naming the holder). `consequence` ends the WarehouseBusy
+    message (what did not happen, what to do). `must_exist` (default: when read-only) raises
+    WarehouseMissing instead of creating it."""
     if (read_only if must_exist is None else must_exist) and not path.exists():
         raise WarehouseMissing(
             f"no warehouse at {path}: materialize first (`spendwatch demo` or "
@@ -84,8 +92,8 @@ def open_warehouse(
                     f"the warehouse {path} is still locked by {who} after {wait:g} s"
                     + (f"; {consequence}" if consequence else "")
                 ) from None
-            if not told and on_wait:
-                on_wait(who)
+            if not told:
+                (on_wait or _log_waiting)(who)
             told = True
             time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
             pause = min(pause * 1.6, 2.0)

@@ -36,13 +36,6 @@ from spendwatch.warehouse import open_warehouse
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "expectations"
 ERROR, WARN = "error", "warn"
-log = logging.getLogger("spendwatch.quality")
-
-
-def _waiting(holder: str) -> None:
-    log.warning(f"the warehouse is locked by {holder}: the checks wait for it")
-
-
 SAMPLE_SIZE = 5
 
 
@@ -315,7 +308,7 @@ def record(con, outcome: SuiteOutcome, start: datetime, end: datetime, now: date
 def run_raw_suites(
     warehouse: Path, start: datetime, end: datetime, now: datetime
 ) -> list[SuiteOutcome]:
-    con = open_warehouse(warehouse, on_wait=_waiting)
+    con = open_warehouse(warehouse)
     try:
         outcomes = [
             validate("raw_load_hours", "raw_llm_calls", hours_frame(con, start, end),
@@ -329,7 +322,7 @@ def run_raw_suites(
 
 
 def run_fct_suite(warehouse: Path, start: datetime, end: datetime, now: datetime) -> SuiteOutcome:
-    con = open_warehouse(warehouse, on_wait=_waiting)
+    con = open_warehouse(warehouse)
     try:
         outcome = validate(
             "fct_llm_calls", "marts/fct_llm_calls", priced_frame(con, start, end), "hour_at"

@@ -140,7 +140,7 @@ def connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     """The warehouse for writing, created with the raw tables; waits while another process
     holds its lock (spendwatch.warehouse.open_warehouse), saying who."""
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    con = open_warehouse(warehouse, on_wait=_waiting)
+    con = open_warehouse(warehouse)
     con.execute("set TimeZone = 'UTC'")
     con.execute("set enable_progress_bar = false")
     con.execute(DDL)
@@ -155,12 +155,6 @@ def _memory_limit() -> str:
             f"SPENDWATCH_INGEST_MEMORY_LIMIT={limit!r} is not a size such as 512MB or 2GB"
         )
     return limit
-
-
-def _waiting(holder: str) -> None:
-    logging.getLogger("spendwatch.ingest").warning(
-        f"the warehouse is locked by {holder}: the ingest waits for it"
-    )
 
 
 def load_window(
