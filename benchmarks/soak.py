@@ -171,14 +171,14 @@ while time.time() < until:
         import dagster as dg
         from orchestration.defs.resources import SpendwatchHome
         from orchestration.defs.sensors import late_landing_files
-        from orchestration.defs.project import HOURLY
+        from orchestration.defs.project import PARTITIONS, run_window
         ctx = dg.build_sensor_context(instance=dg.DagsterInstance.get(),
                                       resources={"spendwatch": SpendwatchHome()})
         result = late_landing_files(ctx)
         if isinstance(result, list):
             for r in result[:3]:
-                w = HOURLY.time_window_for_partition_key(r.partition_key)
-                materialize(w.start, w.end)
+                days = PARTITIONS.time_window_for_partition_key(r.partition_key)
+                materialize(*run_window(r.tags, days))
         else:
             print("sensor:", result.skip_message[:100], flush=True)
             time.sleep(5)

@@ -5,12 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from orchestration.defs.alerts import alert_backlog, alerts_job, alerts_on_anomalies
-from orchestration.defs.assets.checks import priced_share
-from orchestration.defs.assets.dbt import (
-    spendwatch_dbt_detection,
-    spendwatch_dbt_models,
-    spendwatch_dbt_seeds,
-)
+from orchestration.defs.assets.checks import check_results, priced_share
+from orchestration.defs.assets.dbt import spendwatch_dbt_reference, spendwatch_dbt_tables
 from orchestration.defs.assets.raw import lines_reconcile, raw_llm_calls
 from orchestration.defs.assets.report import spend_report
 from orchestration.defs.jobs import hourly_pipeline, hourly_schedule, reference_data
@@ -20,9 +16,9 @@ from orchestration.defs.sensors import late_landing_files
 defs = dg.Definitions(
     assets=[
         raw_llm_calls,
-        spendwatch_dbt_seeds,
-        spendwatch_dbt_models,
-        spendwatch_dbt_detection,
+        spendwatch_dbt_reference,
+        spendwatch_dbt_tables,
+        check_results,
         spend_report,
     ],
     asset_checks=[lines_reconcile, priced_share],

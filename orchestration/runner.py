@@ -1,9 +1,14 @@
 """Run the pipeline over an hour range as ONE Dagster run, with a progress display.
 
 The run is recorded in the persistent Dagster instance under `$SPENDWATCH_HOME/dagster`, so it
-shows in `make ui`. The seeds go first in a small run of their own (they are unpartitioned);
-then ingest + every dbt model for the whole range in a single run, whose window reaches the
-assets through Dagster's partition-range tags (`BackfillPolicy.single_run()`).
+shows in `make ui`. One run covers the whole range: the day partitions it touches (Dagster's
+partition-range tags, `BackfillPolicy.single_run()`) narrowed to its hours by the window tags,
+with the seeds and views added when their code changed since they were last built.
+
+A range run records one "planned" event per asset rather than one per partition
+(`DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS`, set for the run). Dagster's caveat: the
+partitions of such a run are then not marked failed when it fails, so this module marks them
+itself (`_report_unmaterialized`): the UI shows the same failed partitions either way.
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from orchestration.defs.project import RANGE_END_TAG, RANGE_START_TAG, WRITES_WAREHOUSE
+from orchestration.defs.project import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    WRITES_WAREHOUSE,
+    partition_keys,
+    window_tags,
+)
 from spendwatch.config import Paths, export_environment
 from spendwatch.warehouse import WarehouseBusy, default_wait_seconds
 
@@ -53,8 +64,7 @@ def _redirected(log):
             logging.captureWarnings(False)
 
 
-def partition_key(at: datetime) -> str:
-    return f"{at:%Y-%m-%d-%H:%M}"
+PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 
 @dataclass
@@ -75,7 +85,8 @@ def materialize_range(
     end: datetime,
     console: Console | None = None,
 ) -> RunSummary:
-    """Ingest + dbt for every hour in [start, end) as one run; seeds first."""
+    """Ingest + dbt for every hour in [start, end) as one run (with the seeds and views whose
+    code changed)."""
     if end <= start:
         raise ValueError(f"empty range: end {end:%Y-%m-%d %H:%M} is not after start")
     export_environment(p)
@@ -88,6 +99,7 @@ def materialize_range(
     with warnings.catch_warnings():  # Dagster flags backfill_policy as beta at definition time
         warnings.filterwarnings("ignore", message=".*is currently in beta.*")
         from orchestration.definitions import defs
+        from orchestration.defs.jobs import pipeline_selection
 
     # bound to the real stdout now: while the run executes, stdout goes to the run's log file
     is_terminal = (console or Console()).is_terminal
@@ -98,25 +110,19 @@ def materialize_range(
     hours = int((end - start) / timedelta(hours=1))
     began = time.monotonic()
     wait_for_writers(instance, console)
-    own = {**WRITES_WAREHOUSE, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-
-    with (log_dir / "reference-data.log").open("w") as log, _redirected(log):
-        seeds = defs.resolve_job_def("reference_data").execute_in_process(
-            instance=instance, run_config=QUIET, tags=own
-        )
-    if not seeds.success:
-        return RunSummary(
-            seeds.run_id, False, time.monotonic() - began, hours, 0, log_dir / "reference-data.log"
-        )
 
     job = defs.resolve_job_def("hourly_pipeline")
-    expected = len(job.asset_layer.executable_asset_keys)
+    selection = pipeline_selection(instance, p.warehouse.exists())
+    days = partition_keys(start, end)
     run_id = str(uuid.uuid4())
     tags = {
-        RANGE_START_TAG: partition_key(start),
-        RANGE_END_TAG: partition_key(end - timedelta(hours=1)),
+        RANGE_START_TAG: days[0],
+        RANGE_END_TAG: days[-1],
+        **window_tags(start, end),
         "spendwatch/source": "cli",
-        **own,
+        **WRITES_WAREHOUSE,
+        PID_TAG: str(os.getpid()),
+        HOST_TAG: socket.gethostname(),
     }
     seen: set[str] = set()
     with Progress(
@@ -131,7 +137,7 @@ def materialize_range(
     ) as progress:
         task = progress.add_task(
             f"{hours} hours {start:%Y-%m-%d %H:00} → {end:%Y-%m-%d %H:00}",
-            total=expected or None,
+            total=len(selection) or None,
             last="",
         )
         # Dagster calls the instance's listeners for every event of the run as it is stored,
@@ -141,18 +147,76 @@ def materialize_range(
         instance.add_event_listener(run_id, lambda entry: _update(entry, progress, task, seen))
         log_path = log_dir / f"run-{run_id}.log"
         # dbt's own output (dagster-dbt echoes it to stdout) goes to the run's log file
-        with log_path.open("w") as log, _redirected(log):
+        with log_path.open("w") as log, _redirected(log), _planned_events_per_asset():
             result = job.execute_in_process(
                 instance=instance,
                 tags=tags,
                 run_id=run_id,
+                asset_selection=selection,
                 raise_on_error=False,
                 run_config=QUIET,
             )
+        if not result.success:
+            _report_unmaterialized(instance, run_id, job.name, selection, days)
     return RunSummary(
         run_id, result.success, time.monotonic() - began, hours, len(seen), log_path,
         None if result.success else _first_error(result),
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _planned_events_per_asset():
+    """One planned event per asset for the run instead of one per asset and partition."""
+    before = os.environ.get(PLANNED_EVENTS_ENV)
+    os.environ[PLANNED_EVENTS_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(PLANNED_EVENTS_ENV, None)
+        else:
+            os.environ[PLANNED_EVENTS_ENV] = before
+
+
+def _report_unmaterialized(instance, run_id: str, job_name: str, selection, days) -> None:
+    """After a failed range run: mark failed every partition of a partitioned asset that the run
+    planned and did not materialize — what Dagster does itself when it plans per partition.
+    Never raises (the run's own failure is what the user must see)."""
+    import dagster as dg
+    from dagster._core.definitions.events import (
+        AssetMaterializationFailure,
+        AssetMaterializationFailureReason,
+        AssetMaterializationFailureType,
+    )
+    from dagster._core.events import DagsterEvent
+
+    with contextlib.suppress(Exception):
+        done: set[tuple[str, str | None]] = set()
+        records = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
+        ).records
+        for record in records:
+            m = record.event_log_entry.asset_materialization
+            done.add((m.asset_key.to_user_string(), m.partition))
+        from orchestration.definitions import defs
+
+        asset_graph = defs.resolve_asset_graph()
+        for key in selection:
+            if asset_graph.get(key).partitions_def is None:
+                continue
+            for day in days:
+                if (key.to_user_string(), day) in done:
+                    continue
+                failure = AssetMaterializationFailure(
+                    asset_key=key,
+                    partition=day,
+                    failure_type=AssetMaterializationFailureType.FAILED,
+                    reason=AssetMaterializationFailureReason.FAILED_TO_MATERIALIZE,
+                )
+                event = DagsterEvent.build_asset_failed_to_materialize_event(
+                    job_name, None, failure
+                )
+                instance.report_dagster_event(event, run_id, logging.ERROR)
 
 
 def _first_error(result) -> str | None:

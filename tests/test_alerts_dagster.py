@@ -239,8 +239,12 @@ def test_end_to_end_pipeline_run_sensor_job_channels(tmp_path, dbt_manifest, wir
         instance = dg.DagsterInstance.get()
         with dg.build_sensor_context(instance=instance) as context:
             cursor = alerts_on_anomalies.evaluate_tick(context).cursor
+        from orchestration.defs.jobs import EVERY_RUN
+        from orchestration.defs.project import window_tags
+
         pipeline = defs.resolve_job_def("hourly_pipeline").execute_in_process(
-            instance=instance, partition_key=f"{last:%Y-%m-%d-%H:%M}",
+            instance=instance, partition_key=f"{last:%Y-%m-%d}",
+            tags=window_tags(last, last + timedelta(hours=1)), asset_selection=sorted(EVERY_RUN),
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )  # fmt: skip
         assert pipeline.success

@@ -23,7 +23,7 @@ import yaml
 from helpers import isolated_home, query
 from rich.console import Console
 
-from orchestration.defs.project import HOURLY, WAREHOUSE_TAG, WRITES_WAREHOUSE
+from orchestration.defs.project import HOUR, WAREHOUSE_TAG, WRITES_WAREHOUSE, window_tags
 from orchestration.runner import HOST_TAG, PID_TAG, wait_for_writers
 from spendwatch.landing import landing_file
 from spendwatch.warehouse import WarehouseBusy
@@ -166,8 +166,8 @@ def test_the_sensor_stays_out_of_a_writing_run_and_asks_again_for_lost_hours(
         recent.parent.mkdir(parents=True)
         recent.write_text(event(1, NOW) + "\n")
         instance = dg.DagsterInstance.get()
-        key = HOURLY.get_partition_key_for_timestamp(lost.timestamp())
-        add_run(instance, dg.DagsterRunStatus.FAILURE, {"dagster/partition": key})
+        key = f"{lost:%Y-%m-%d-%H:%M}"
+        add_run(instance, dg.DagsterRunStatus.FAILURE, window_tags(lost, lost + HOUR))
 
         def tick():
             resources = {"spendwatch": SpendwatchHome()}
@@ -175,9 +175,11 @@ def test_the_sensor_stays_out_of_a_writing_run_and_asks_again_for_lost_hours(
             return late_landing_files(context)
 
         requests = tick()
-        assert [(r.partition_key, r.run_key) for r in requests] == [
-            (key, f"lost:{key}:1"),  # once more after its failed run
-            (f"{fresh:%Y-%m-%d-%H}:00", f"lost:{fresh:%Y-%m-%d-%H}:00:0"),
+        assert [
+            (r.partition_key, r.run_key, r.tags["spendwatch/window_start"]) for r in requests
+        ] == [  # fmt: skip
+            (f"{lost:%Y-%m-%d}", f"lost:{key}:1", f"{lost:%Y-%m-%d %H:%M}"),  # once more
+            (f"{fresh:%Y-%m-%d}", f"lost:{fresh:%Y-%m-%d-%H}:00:0", f"{fresh:%Y-%m-%d %H:%M}"),
         ]
         writing = add_run(instance, dg.DagsterRunStatus.STARTED, {**WRITES_WAREHOUSE})
         skipped = tick()
@@ -185,5 +187,6 @@ def test_the_sensor_stays_out_of_a_writing_run_and_asks_again_for_lost_hours(
         assert f"run {writing.run_id[:8]} is writing the warehouse" in skipped.skip_message
         instance.report_run_failed(writing, "done for the test")
         for _ in range(MAX_ATTEMPTS - 1):
-            add_run(instance, dg.DagsterRunStatus.FAILURE, {"dagster/partition": key})
-        assert [r.partition_key for r in tick()] == [f"{fresh:%Y-%m-%d-%H}:00"]  # gave up on it
+            add_run(instance, dg.DagsterRunStatus.FAILURE, window_tags(lost, lost + HOUR))
+        assert [r.tags["spendwatch/window_start"] for r in tick()] == [
+            f"{fresh:%Y-%m-%d %H:%M}"]  # gave up on the lost hour  # fmt: skip

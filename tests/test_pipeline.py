@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -51,8 +51,23 @@ def test_the_range_is_one_run_and_every_hour_has_rows(warehouse) -> None:
     p, summary = warehouse
     runs = dg.DagsterInstance.get().get_runs(dg.RunsFilter(job_name="hourly_pipeline"))
     assert [r.run_id for r in runs] == [summary.run_id]
-    # ingest + 4 staging + 2 intermediate + 9 marts + 9 detectors + anomalies + the dashboard
-    assert summary.materializations == 27
+    # a new warehouse: ingest + 8 seeds + 4 staging + 2 intermediate + 9 detector views + 10
+    # tables + ops/check_results + the dashboard
+    assert summary.materializations == 35
+    # the tables are recorded per day partition (2 days), the seeds, views and report once
+    events = (
+        dg.DagsterInstance.get()
+        .get_records_for_run(
+            summary.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000
+        )
+        .records
+    )
+    per_key = Counter(r.event_log_entry.asset_materialization.asset_key.to_user_string()
+                      for r in events)  # fmt: skip
+    assert per_key["marts/fct_llm_calls"] == per_key["raw_llm_calls"] == 2
+    assert per_key["staging/stg_raw__llm_calls"] == per_key["spend_report"] == 1
+    # 12 partitioned assets × 2 days, 22 seeds and views, the report
+    assert len(events) == 12 * 2 + 22 + 1
     page = p.report.read_text()  # rendered by the run, after the detectors, up to its last hour
     data = json.loads(page.split('id="spendwatch-data">', 1)[1].split("</script>", 1)[0])
     assert data["meta"]["as_of"] == f"{END:%Y-%m-%d %H:%M}"
@@ -122,8 +137,22 @@ def test_rematerializing_leaves_every_mart_the_same(warehouse) -> None:
     p, _ = warehouse
     before = mart_digests(p)
     one_hour = START + timedelta(hours=30)
-    assert materialize_range(p, one_hour, one_hour + timedelta(hours=1)).success
+    again = materialize_range(p, one_hour, one_hour + timedelta(hours=1))
+    assert again.success
     assert mart_digests(p) == before
+    # the seeds and views did not change: the run rebuilt only what stores hours, and planned
+    # each asset once (one event per asset, not per partition)
+    instance = dg.DagsterInstance.get()
+    assert again.materializations == 13
+    planned = instance.get_records_for_run(
+        again.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=1000
+    ).records
+    assert len(planned) == 13
+    run = instance.get_run_by_id(again.run_id)
+    assert (run.tags["spendwatch/window_start"], run.tags["spendwatch/window_end"]) == (
+        f"{one_hour:%Y-%m-%d %H:%M}",
+        f"{one_hour + timedelta(hours=1):%Y-%m-%d %H:%M}",
+    )
     assert materialize_range(p, START, END).success
     assert mart_digests(p) == before
 

@@ -172,7 +172,9 @@ def test_late_file_is_picked_up_by_the_sensor(loaded_home) -> None:
     late_hour = START + timedelta(hours=1)
     write(loaded_home.landing, late_hour, "late.jsonl", [event(i, late_hour) for i in range(7)])
     requests = tick()
-    assert [r.partition_key for r in requests] == [f"{late_hour:%Y-%m-%d-%H}:00"]
+    assert [(r.partition_key, r.tags["spendwatch/window_start"]) for r in requests] == [
+        (f"{late_hour:%Y-%m-%d}", f"{late_hour:%Y-%m-%d %H:%M}")
+    ]  # the day, narrowed to the hour
     assert requests[0].run_key == tick()[0].run_key  # the same late file never runs twice
     assert materialize_range(loaded_home, late_hour, late_hour + timedelta(hours=1)).success
     calls = query(

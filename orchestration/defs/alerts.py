@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from orchestration.defs.assets.dbt import spendwatch_dbt_detection
+from orchestration.defs.assets.dbt import spendwatch_dbt_tables
 from orchestration.defs.project import WRITES_WAREHOUSE
 from orchestration.defs.resources import SpendwatchHome
 from orchestration.lib.alerting.dispatch import pending_work, run_alerts
@@ -27,7 +27,7 @@ from spendwatch.config import alert_settings
 from spendwatch.warehouse import WarehouseBusy, WarehouseMissing
 
 #: The union of the detectors, as the dbt translator names it (`marts/anomalies`).
-ANOMALIES_ASSET = next(k for k in spendwatch_dbt_detection.keys if k.path[-1] == "anomalies")
+ANOMALIES_ASSET = next(k for k in spendwatch_dbt_tables.keys if k.path[-1] == "anomalies")
 SOURCE_RUN_TAG = "spendwatch/anomalies_run_id"
 SENSOR_INTERVAL_SECONDS = 30
 IN_FLIGHT = [

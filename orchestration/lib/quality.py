@@ -331,3 +331,42 @@ def run_fct_suite(warehouse: Path, start: datetime, end: datetime, now: datetime
         return outcome
     finally:
         con.close()
+
+
+def recorded_outcome(warehouse: Path, suite: str, start: datetime, end: datetime) -> SuiteOutcome:
+    """A suite's outcome for the window as `record` stored it in ops.check_results (one
+    expectation per check, failing where any hour failed): what a Dagster check shows of a suite
+    that another step ran."""
+    con = open_warehouse(warehouse, read_only=True)
+    try:
+        rows = con.execute(
+            """
+            select asset, check_name, severity, partition_hour, passed, unexpected_count,
+                element_count, observed_value, details
+            from ops.check_results
+            where suite = ? and partition_hour >= ? and partition_hour < ?
+            order by check_name, partition_hour
+            """,
+            [suite, start.replace(tzinfo=None), end.replace(tzinfo=None)],
+        ).fetchall()
+    finally:
+        con.close()
+    if not rows:
+        raise LookupError(
+            f"no outcome of suite {suite} recorded in ops.check_results for "
+            f"{start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}: did the ops/check_results step run?"
+        )
+    by_check: dict[str, ExpectationOutcome] = {}
+    for _asset, name, severity, hour, passed, unexpected, elements, observed, details in rows:
+        o = by_check.setdefault(
+            name, ExpectationOutcome(name, severity, True, None, elements, None, [])
+        )
+        if not passed:
+            o.passed = False
+            # record() stores the suite's count on each failing hour: the largest is the count
+            o.unexpected_count = max(o.unexpected_count or 0, unexpected or 0)
+            o.observed_value = o.observed_value or observed
+            o.failing_hours.append(hour)
+            if not o.sample and details:
+                o.sample = json.loads(details).get("sample", [])
+    return SuiteOutcome(suite, rows[0][0], list(by_check.values()))

@@ -1,8 +1,10 @@
 -- A failed error-level data-quality check (Great Expectations suites in expectations/, their
--- outcomes in marts.fct_check_results) is an incident too: numbers built on broken telemetry
--- are a blind spot.
+-- outcomes in ops.check_results, published as marts.fct_check_results) is an incident too:
+-- numbers built on broken telemetry are a blind spot. It reads the staged outcomes, not the
+-- mart, so that a run builds the mart and the anomalies in one dbt invocation after the checks
+-- (both are downstream of the checks; neither waits for the other).
 with results as (
-    select * from {{ ref('fct_check_results') }}
+    select * from {{ ref('stg_ops__check_results') }}
     where severity = 'error' and not passed
 ),
 

@@ -1,44 +1,85 @@
-"""Great Expectations checks on the marts (the raw suites run inside the ingest asset)."""
+"""The data-quality results as an asset in the graph: `ops.check_results`.
 
-from datetime import UTC, datetime, timedelta
+The raw suites run inside the ingest (they judge the load itself); this asset runs the suite
+over the marts (expectations/fct_llm_calls.json) for the run's window and records its outcomes
+in the same table. dbt's `ops.check_results` source is this asset (the translator maps it), so
+lineage alone orders the run: marts → this asset → fct_check_results → the data_quality
+detector → marts.anomalies, and an error-level failure of the hour reaches the anomalies of the
+same run. The `priced_share` check shows the recorded outcome on fct_llm_calls in the UI.
+"""
+
+from datetime import UTC, datetime
 
 import dagster as dg
 
+from orchestration.defs.assets.dbt import CHECK_RESULTS, INGEST_ASSET
 from orchestration.defs.assets.raw import check_result
-from orchestration.defs.project import HOURLY, RANGE_END_TAG, RANGE_START_TAG
+from orchestration.defs.project import PARTITIONS, run_window
 from orchestration.defs.resources import SpendwatchHome
-from orchestration.lib.quality import run_fct_suite
+from orchestration.lib.quality import SuiteOutcome, recorded_outcome, run_fct_suite
 
 FCT_LLM_CALLS = dg.AssetKey(["marts", "fct_llm_calls"])
 MODEL_HOURS = dg.AssetKey(["marts", "agg_hourly_model_cost"])
+FCT_SUITE = "fct_llm_calls"
 
 
-def run_window(context) -> tuple[datetime, datetime]:
-    """The hour window of the run a check executes in (a partition, a range), or the last day."""
-    tags = context.run.tags
-    if RANGE_START_TAG in tags:
-        start = HOURLY.time_window_for_partition_key(tags[RANGE_START_TAG]).start
-        end = HOURLY.time_window_for_partition_key(tags[RANGE_END_TAG]).end
-        return start, end
-    if "dagster/partition" in tags:
-        window = HOURLY.time_window_for_partition_key(tags["dagster/partition"])
-        return window.start, window.end
-    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    return end - timedelta(days=1), end
+@dg.asset(
+    key=CHECK_RESULTS,
+    group_name="quality",
+    partitions_def=PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    # the ingest's raw suites write here too; the marts suite counts with the model mart's
+    # priced_calls, not the calls again
+    deps=[INGEST_ASSET, FCT_LLM_CALLS, MODEL_HOURS],
+    kinds={"great_expectations", "duckdb"},
+    description="One row per data-quality expectation and hour (ops.check_results): the raw "
+    "suites written by the ingest, and the GX suite expectations/fct_llm_calls.json run here "
+    "over the hourly model mart's priced_calls / calls (at least 99 % of each hour's calls "
+    "have a known provider/model and a price valid at their time).",
+)
+def check_results(
+    context: dg.AssetExecutionContext, spendwatch: SpendwatchHome
+) -> dg.MaterializeResult:
+    start, end = run_window(context.run.tags, context.partition_time_window)
+    outcome = run_fct_suite(spendwatch.paths().warehouse, start, end, datetime.now(UTC))
+    failed = [o.check_name for o in outcome.failed]
+    if failed:
+        context.log.warning(f"{FCT_SUITE} suite: {len(failed)} expectation(s) failed: {failed}")
+    return dg.MaterializeResult(
+        metadata={
+            "window_start": start.isoformat(),
+            "window_end": end.isoformat(),
+            "suite": FCT_SUITE,
+            "expectations": len(outcome.outcomes),
+            "failed": dg.MetadataValue.json(failed),
+        }
+    )
 
 
 @dg.asset_check(
     asset=FCT_LLM_CALLS,
-    additional_deps=[MODEL_HOURS],  # it counts with the mart's priced_calls, not the calls again
+    additional_deps=[CHECK_RESULTS],
     name="priced_share",
-    # blocking orders it before the detectors in the same run; it reports WARN so a failure
-    # never stops them: its error-level failures must reach marts.anomalies as data_quality.
-    blocking=True,
-    description="GX suite expectations/fct_llm_calls.json over the hourly model mart's "
-    "priced_calls / calls: at least 99 % of each hour's calls have a known provider/model and a "
-    "price valid at their time.",
+    description="The outcome of the GX suite expectations/fct_llm_calls.json for the run's "
+    "window, as recorded in ops.check_results: at least 99 % of each hour's calls priced.",
 )
-def priced_share(context: dg.AssetCheckExecutionContext, spendwatch: SpendwatchHome):
-    start, end = run_window(context)
-    outcome = run_fct_suite(spendwatch.paths().warehouse, start, end, datetime.now(UTC))
-    return check_result(outcome, "priced_share", asset_key=FCT_LLM_CALLS, never_blocks=True)
+def priced_share(
+    context: dg.AssetCheckExecutionContext, spendwatch: SpendwatchHome
+) -> dg.AssetCheckResult:
+    start, end = run_window(context.run.tags, _partitions_window(context))
+    outcome: SuiteOutcome = recorded_outcome(spendwatch.paths().warehouse, FCT_SUITE, start, end)
+    return check_result(outcome, "priced_share", asset_key=FCT_LLM_CALLS)
+
+
+def _partitions_window(context: dg.AssetCheckExecutionContext) -> dg.TimeWindow | None:
+    """The time window of the run's partitions (a check has no partition of its own)."""
+    tags = context.run.tags
+    if "dagster/asset_partition_range_start" in tags:
+        first = PARTITIONS.time_window_for_partition_key(
+            tags["dagster/asset_partition_range_start"]
+        )
+        last = PARTITIONS.time_window_for_partition_key(tags["dagster/asset_partition_range_end"])
+        return dg.TimeWindow(first.start, last.end)
+    if "dagster/partition" in tags:
+        return PARTITIONS.time_window_for_partition_key(tags["dagster/partition"])
+    return None

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
-from orchestration.defs.project import HOURLY
+from orchestration.defs.project import PARTITIONS, run_window
 from orchestration.defs.resources import SpendwatchHome
 from orchestration.lib.ingest import connect, load_window
 from orchestration.lib.quality import SuiteOutcome, run_raw_suites
@@ -61,7 +61,7 @@ def allow_empty_reload(config: RawLoadConfig) -> bool:
 @dg.asset(
     name="raw_llm_calls",
     group_name="ingest",
-    partitions_def=HOURLY,
+    partitions_def=PARTITIONS,
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"duckdb", "python"},
     check_specs=[
@@ -83,21 +83,19 @@ def allow_empty_reload(config: RawLoadConfig) -> bool:
 def raw_llm_calls(
     context: dg.AssetExecutionContext, config: RawLoadConfig, spendwatch: SpendwatchHome
 ):
-    window = context.partition_time_window
+    start, end = run_window(context.run.tags, context.partition_time_window)
     p = spendwatch.paths()
-    result = load_window(
-        p.warehouse, p.landing, window.start, window.end, allow_empty=allow_empty_reload(config)
-    )
+    result = load_window(p.warehouse, p.landing, start, end, allow_empty=allow_empty_reload(config))
     for warning in result.warnings():
         context.log.warning(warning)
     context.log.info(
-        f"{window.start:%Y-%m-%d %H:00} → {window.end:%Y-%m-%d %H:00}: {result.files} files, "
+        f"{start:%Y-%m-%d %H:00} → {end:%Y-%m-%d %H:00}: {result.files} files, "
         f"{result.lines} lines, {result.loaded} loaded, {result.rejected} rejected"
     )
     yield dg.MaterializeResult(
         metadata={
-            "window_start": window.start.isoformat(),
-            "window_end": window.end.isoformat(),
+            "window_start": start.isoformat(),
+            "window_end": end.isoformat(),
             "files": result.files,
             "lines_read": result.lines,
             "rows_loaded": result.loaded,
@@ -109,7 +107,7 @@ def raw_llm_calls(
             "quarantined_files": dg.MetadataValue.json(result.file_errors),
         }
     )
-    for outcome in run_raw_suites(p.warehouse, window.start, window.end, datetime.now(UTC)):
+    for outcome in run_raw_suites(p.warehouse, start, end, datetime.now(UTC)):
         yield check_result(outcome, RAW_SUITES[outcome.suite])
 
 
