@@ -1,9 +1,22 @@
-{#- The hour window a run builds, from the vars Dagster passes (`start_hour`, `end_hour`,
-    UTC, end exclusive). Without them the window is all of time. -#}
+{#- The hour window a run builds (UTC, end exclusive): the vars `start_hour` / `end_hour` when
+    given (`dbt build --vars ...` by hand), else the environment variables
+    SPENDWATCH_WINDOW_START / SPENDWATCH_WINDOW_END, which the Dagster assets set. Not vars
+    there: dbt re-parses the whole project whenever its vars change (~5 s of CPU on 2 cores,
+    every hourly invocation). The env vars are read only when dbt executes (`execute`), never
+    while it parses, so partial parsing does not track them and a new window re-parses
+    nothing. Without either the window is all of time. -#}
+
+{% macro run_start_hour() -%}
+    {{ return(var('start_hour', none) or (env_var('SPENDWATCH_WINDOW_START', '') if execute else '') or none) }}
+{%- endmacro %}
+
+{% macro run_end_hour() -%}
+    {{ return(var('end_hour', none) or (env_var('SPENDWATCH_WINDOW_END', '') if execute else '') or none) }}
+{%- endmacro %}
 
 {% macro hour_window_filter(column) -%}
-    {%- set start_hour = var('start_hour', none) -%}
-    {%- set end_hour = var('end_hour', none) -%}
+    {%- set start_hour = run_start_hour() -%}
+    {%- set end_hour = run_end_hour() -%}
     {%- if start_hour and end_hour -%}
         {{ column }} >= cast('{{ start_hour }}' as timestamp) and {{ column }} < cast('{{ end_hour }}' as timestamp)
     {%- else -%}
@@ -15,8 +28,8 @@
     every hour of that day already loaded, so an hourly run refreshes today's row and a
     backfill gives the same rows. `column` is an hour (hour_at) or a day (day_at). -#}
 {% macro day_window_filter(column) -%}
-    {%- set start_hour = var('start_hour', none) -%}
-    {%- set end_hour = var('end_hour', none) -%}
+    {%- set start_hour = run_start_hour() -%}
+    {%- set end_hour = run_end_hour() -%}
     {%- if start_hour and end_hour -%}
         {{ column }} >= date_trunc('day', cast('{{ start_hour }}' as timestamp))
         and {{ column }} < date_trunc('day', cast('{{ end_hour }}' as timestamp) - interval 1 hour) + interval 1 day

@@ -43,8 +43,8 @@
 
 {#- the run's window widened backwards by `lookback_hours` (all of time without vars) -#}
 {% macro lookback_window_filter(column, lookback_hours) -%}
-    {%- set start_hour = var('start_hour', none) -%}
-    {%- set end_hour = var('end_hour', none) -%}
+    {%- set start_hour = run_start_hour() -%}
+    {%- set end_hour = run_end_hour() -%}
     {%- if start_hour and end_hour -%}
         {{ column }} >= cast('{{ start_hour }}' as timestamp) - interval {{ lookback_hours }} hour and {{ column }} < cast('{{ end_hour }}' as timestamp)
     {%- else -%}
@@ -55,8 +55,8 @@
 {#- From the start of the month of the run's window widened backwards by `lookback_hours`
     (month-to-date figures need the whole month; all of time without vars) -#}
 {% macro month_window_filter(column, lookback_hours) -%}
-    {%- set start_hour = var('start_hour', none) -%}
-    {%- set end_hour = var('end_hour', none) -%}
+    {%- set start_hour = run_start_hour() -%}
+    {%- set end_hour = run_end_hour() -%}
     {%- if start_hour and end_hour -%}
         {{ column }} >= date_trunc('month', cast('{{ start_hour }}' as timestamp) - interval {{ lookback_hours }} hour) and {{ column }} < cast('{{ end_hour }}' as timestamp)
     {%- else -%}
@@ -66,7 +66,7 @@
 
 {#- The last hour a run covers: the window's last hour, or the newest hour in `relation`. -#}
 {% macro window_last_hour(relation, column) -%}
-    {%- set end_hour = var('end_hour', none) -%}
+    {%- set end_hour = run_end_hour() -%}
     {%- if end_hour -%}
         cast('{{ end_hour }}' as timestamp) - interval 1 hour
     {%- else -%}

@@ -101,6 +101,8 @@ def materialize_range(
         from orchestration.definitions import defs
         from orchestration.defs.jobs import pipeline_selection
 
+        job = defs.resolve_job_def("hourly_pipeline")
+
     # bound to the real stdout now: while the run executes, stdout goes to the run's log file
     is_terminal = (console or Console()).is_terminal
     console = Console(file=sys.stdout, force_terminal=is_terminal)
@@ -111,7 +113,6 @@ def materialize_range(
     began = time.monotonic()
     wait_for_writers(instance, console)
 
-    job = defs.resolve_job_def("hourly_pipeline")
     selection = pipeline_selection(instance, p.warehouse.exists())
     days = partition_keys(start, end)
     run_id = str(uuid.uuid4())

@@ -15,10 +15,12 @@ orders one run from the files to the anomalies: the tables' multi-asset is split
 around ops/check_results (marts → checks → fct_check_results → anomalies).
 """
 
+import contextlib
 import hashlib
-import json
+import os
 from collections.abc import Iterable, Mapping
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -37,6 +39,7 @@ from orchestration.defs.project import (
     manifest_path,
     run_window,
 )
+from orchestration.defs.resources import SpendwatchHome
 
 INGEST_ASSET = dg.AssetKey("raw_llm_calls")
 CHECK_RESULTS = dg.AssetKey(["ops", "check_results"])
@@ -144,9 +147,45 @@ TRANSLATOR = SpendwatchTranslator(
 EXCLUDE_UNIT_TESTS = ["--exclude", "resource_type:unit_test"]
 
 
-def window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
+#: The run's hour window reaches the models in these environment variables (macros/hour_window.sql
+#: reads them only while dbt executes). Not `--vars`: dbt re-parses the whole project whenever
+#: its vars change, which every hourly invocation would pay.
+WINDOW_ENV = ("SPENDWATCH_WINDOW_START", "SPENDWATCH_WINDOW_END")
+
+
+@contextlib.contextmanager
+def _environ(values: Mapping[str, str | None]):
+    """Environment variables for the dbt processes started inside (None unsets one); the
+    executor runs steps one at a time in this process."""
+    before = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def window_env(context: dg.AssetExecutionContext):
+    """The run's hour window for the tables' dbt invocation."""
     start, end = run_window(context.run.tags, context.partition_time_window)
-    return {"start_hour": f"{start:%Y-%m-%d %H:%M:%S}", "end_hour": f"{end:%Y-%m-%d %H:%M:%S}"}
+    values = (f"{start:%Y-%m-%d %H:%M:%S}", f"{end:%Y-%m-%d %H:%M:%S}")
+    return _environ(dict(zip(WINDOW_ENV, values, strict=True)))
+
+
+def dbt_target(spendwatch: SpendwatchHome) -> Path:
+    """One dbt target folder per home, kept between runs: dbt's partial-parse state there
+    matches this home's profile, so an invocation parses only what changed (a fresh folder per
+    invocation, dagster-dbt's default, re-parses the project every time: the profile names the
+    home's warehouse file, which differs from the one `make manifest` parsed with)."""
+    return spendwatch.paths().home / "dbt" / "target"
 
 
 #: seeds and views: unpartitioned, built when their code version changes
@@ -160,7 +199,9 @@ REFERENCE = "resource_type:seed config.materialized:view"
     name="spendwatch_dbt_reference",
     dagster_dbt_translator=TRANSLATOR,
 )
-def spendwatch_dbt_reference(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def spendwatch_dbt_reference(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, spendwatch: SpendwatchHome
+):
     """Price list, aliases, catalog, thresholds, policy, budgets, and the views over them and
     the tables. Seeds are reloaded whole (`--full-refresh`): a seed that gained a column (a new
     threshold) is recreated with it instead of failing against its older table. Tests that
@@ -168,7 +209,8 @@ def spendwatch_dbt_reference(context: dg.AssetExecutionContext, dbt: DbtCliResou
     (`--indirect-selection cautious`), not before it exists. Views get no window: they are SQL,
     and whoever reads them (the tables) limits them to the run's window."""
     args = ["build", "--full-refresh", "--indirect-selection", "cautious", *EXCLUDE_UNIT_TESTS]
-    yield from dbt.cli(args, context=context).stream()
+    with _environ(dict.fromkeys(WINDOW_ENV)):  # a view never bakes in a window
+        yield from dbt.cli(args, context=context, target_path=dbt_target(spendwatch)).stream()
 
 
 @dbt_assets(
@@ -181,11 +223,16 @@ def spendwatch_dbt_reference(context: dg.AssetExecutionContext, dbt: DbtCliResou
     backfill_policy=dg.BackfillPolicy.single_run(),
     dagster_dbt_translator=TRANSLATOR,
 )
-def spendwatch_dbt_tables(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def spendwatch_dbt_tables(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, spendwatch: SpendwatchHome
+):
     """The incremental tables for the run's hour window: priced calls, hourly and daily marts
     with baselines, check results, anomalies."""
-    args = ["build", *EXCLUDE_UNIT_TESTS, "--vars", json.dumps(window_vars(context))]
-    yield from dbt.cli(args, context=context).stream()
+    with window_env(context):
+        invocation = dbt.cli(
+            ["build", *EXCLUDE_UNIT_TESTS], context=context, target_path=dbt_target(spendwatch)
+        )
+        yield from invocation.stream()
 
 
 def stale_reference_keys(
