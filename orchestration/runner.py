@@ -180,44 +180,34 @@ def _planned_events_per_asset():
 
 
 def _report_unmaterialized(instance, run_id: str, job_name: str, selection, days) -> None:
-    """After a failed range run: mark failed every partition of a partitioned asset that the run
-    planned and did not materialize — what Dagster does itself when it plans per partition.
-    Never raises (the run's own failure is what the user must see)."""
+    """After a failed range run: record a planned event for every day partition of a partitioned
+    asset that the run did not materialize — what Dagster writes itself when it plans per
+    partition, and from which its status cache derives failed partitions (a planned partition
+    without a materialization in a failed run). Never raises: the run's own failure is what the
+    user must see."""
     import dagster as dg
-    from dagster._core.definitions.events import (
-        AssetMaterializationFailure,
-        AssetMaterializationFailureReason,
-        AssetMaterializationFailureType,
-    )
-    from dagster._core.events import DagsterEvent
+    from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent
 
     with contextlib.suppress(Exception):
-        done: set[tuple[str, str | None]] = set()
+        from orchestration.definitions import defs
+
+        done: set[tuple[dg.AssetKey, str | None]] = set()
         records = instance.get_records_for_run(
             run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
         ).records
         for record in records:
             m = record.event_log_entry.asset_materialization
-            done.add((m.asset_key.to_user_string(), m.partition))
-        from orchestration.definitions import defs
-
-        asset_graph = defs.resolve_asset_graph()
+            done.add((m.asset_key, m.partition))
+        graph = defs.resolve_asset_graph()
         for key in selection:
-            if asset_graph.get(key).partitions_def is None:
+            if graph.get(key).partitions_def is None:
                 continue
             for day in days:
-                if (key.to_user_string(), day) in done:
-                    continue
-                failure = AssetMaterializationFailure(
-                    asset_key=key,
-                    partition=day,
-                    failure_type=AssetMaterializationFailureType.FAILED,
-                    reason=AssetMaterializationFailureReason.FAILED_TO_MATERIALIZE,
-                )
-                event = DagsterEvent.build_asset_failed_to_materialize_event(
-                    job_name, None, failure
-                )
-                instance.report_dagster_event(event, run_id, logging.ERROR)
+                if (key, day) not in done:
+                    event = DagsterEvent.build_asset_materialization_planned_event(
+                        job_name, None, AssetMaterializationPlannedData(key, partition=day)
+                    )
+                    instance.report_dagster_event(event, run_id, logging.DEBUG)
 
 
 def _first_error(result) -> str | None:

@@ -187,3 +187,33 @@ def test_a_changed_hour_changes_only_that_hour(warehouse) -> None:
     finally:
         (folder / "late.jsonl").unlink()
         assert materialize_range(p, hour, hour + timedelta(hours=1)).success
+
+
+def test_a_failed_range_run_marks_its_unbuilt_partitions_failed(warehouse, monkeypatch) -> None:
+    """A range run plans one event per asset (DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS),
+    and Dagster then no longer marks the partitions of a failed run failed: the runner does. Runs
+    last in this module: it leaves the checks' step failed."""
+    import orchestration.defs.assets.checks as checks
+    from orchestration.defs.project import PARTITIONS
+
+    p, _ = warehouse
+
+    def broken_suite(*args, **kwargs):
+        raise RuntimeError("the marts suite broke (test)")
+
+    monkeypatch.setattr(checks, "run_fct_suite", broken_suite)
+    summary = materialize_range(p, START, END)
+    assert not summary.success
+    assert "the marts suite broke (test)" in summary.error
+    instance = dg.DagsterInstance.get()
+    days = [f"{START:%Y-%m-%d}", f"{START + timedelta(days=1):%Y-%m-%d}"]
+    status = {
+        name: instance.get_status_by_partition(dg.AssetKey(name.split("/")), days, PARTITIONS)
+        for name in ("marts/fct_llm_calls", "ops/check_results", "marts/anomalies")
+    }
+    done, failed = dg.AssetPartitionStatus.MATERIALIZED, dg.AssetPartitionStatus.FAILED
+    assert status == {
+        "marts/fct_llm_calls": {days[0]: done, days[1]: done},  # built before the checks broke
+        "ops/check_results": {days[0]: failed, days[1]: failed},
+        "marts/anomalies": {days[0]: failed, days[1]: failed},
+    }
