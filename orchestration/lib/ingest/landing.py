@@ -3,6 +3,11 @@ bounded chunks, checksummed and split into lines, each either readable or flagge
 is not (`truncated_line`, `invalid_utf8`, `line_too_long`). Nothing here judges a line's
 content: that is `validate`.
 
+Lines travel in pieces, not one by one: the whole lines of a chunk that decode as UTF-8 (all
+of them, normally) are one piece of text that DuckDB splits, so Python touches a chunk a few
+times (hash, find the last newline, decode) instead of every line; only a chunk with bytes that
+are not UTF-8 is split here, line by line, to flag exactly those lines.
+
 Memory stays bounded whatever the window or the file: a file is read `CHUNK_BYTES` at a time,
 a line longer than `MAX_LINE_BYTES` keeps only its first `MAX_STORED_LINE_CHARS` (for the
 quarantine) and the rest is skipped up to its newline, and a gzip file stops being decompressed
@@ -25,7 +30,7 @@ import io
 import os
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -102,7 +107,7 @@ class FileTooLarge(Exception):
 
 @dataclass
 class LandingFile:
-    """One landing file being read: `lines()` yields its lines; afterwards `log_entry()` holds
+    """One landing file being read: `pieces()` yields its lines; afterwards `log_entry()` holds
     what the load log records (size and checksum of the bytes read, and any file error)."""
 
     hour: datetime
@@ -112,6 +117,10 @@ class LandingFile:
     checksum: str = ""
     file_error: str | None = None
     lines_read: int = 0
+    # lines that decoded as UTF-8 and that did not; whether the file starts as UTF-16
+    _good: int = field(default=0, init=False, repr=False)
+    _bad: int = field(default=0, init=False, repr=False)
+    _utf16: bool = field(default=False, init=False, repr=False)
 
     def _chunks(self, tap: _Tap) -> Iterator[bytes]:
         if not self.path.name.endswith(".gz"):
@@ -128,28 +137,49 @@ class LandingFile:
                     )
                 yield chunk
 
-    def _raw_lines(self, tap: _Tap) -> Iterator[tuple[bytes, bool, bool]]:
-        """(bytes, ended by a newline, too long) per line, from bounded chunks."""
-        pending, overflow = b"", False
-        for chunk in self._chunks(tap):
-            parts = chunk.split(b"\n")
-            for part in parts[:-1]:
-                if overflow:
-                    yield pending, True, True
-                else:
-                    whole = pending + part
-                    yield whole, True, len(whole) > MAX_LINE_BYTES
-                pending, overflow = b"", False
-            if overflow:
-                continue  # the rest of an over-long line is skipped up to its newline
-            pending += parts[-1]
-            if len(pending) > MAX_LINE_BYTES:
-                pending, overflow = pending[: MAX_STORED_LINE_CHARS * 4], True
-        if pending or overflow:
-            yield pending, False, overflow
+    def _line(self, number: int, data: bytes, too_long: bool, ended: bool) -> tuple:
+        """One line on its own: (number, text, reason it is unreadable or None)."""
+        if too_long:
+            return number, data.decode("utf-8", "replace")[:MAX_STORED_LINE_CHARS], "line_too_long"
+        try:
+            if self._utf16:
+                raise UnicodeDecodeError("utf-8", data, 0, 2, "UTF-16 text")
+            text, flag = data.decode("utf-8"), None
+            self._good += 1
+        except UnicodeDecodeError:
+            text, flag = data.decode("utf-8", "replace"), "invalid_utf8"
+            self._bad += 1
+        return number, text.removesuffix("\r"), flag if flag or ended else "truncated_line"
 
-    def lines(self) -> Iterator[tuple[int, str, str | None]]:
-        """(line number, text, reason it is unreadable or None) for every line read."""
+    def _block(self, data: bytes) -> Iterator[tuple]:
+        """The complete lines of `data` (which ends with a newline): one piece holding them all
+        when they are UTF-8, else a piece per line, each with its own verdict."""
+        first = self.lines_read + 1
+        if first == 1:
+            data = data.removeprefix(BOM)  # a UTF-8 byte order mark is not part of the line
+            self._utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
+        count = data.count(b"\n")
+        self.lines_read += count
+        if not self._utf16:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+            else:
+                self._good += count
+                if "\r" in text:
+                    text = text.replace("\r\n", "\n")  # a CR before the newline is the ending's
+                yield first, text[:-1], None
+                return
+        for number, line in enumerate(data[:-1].split(b"\n"), first):
+            yield self._line(number, line, len(line) > MAX_LINE_BYTES, ended=True)
+
+    def pieces(self) -> Iterator[tuple[int, str, str | None]]:
+        """The file's lines as (number of the first line, text, reason or None) pieces. A piece
+        without a reason holds one or more whole lines joined by newlines (a run of UTF-8
+        lines, read and decoded at once; a line over MAX_LINE_BYTES in it is the validation's
+        to find); a piece with a reason (`truncated_line`, `invalid_utf8`, `line_too_long`) is
+        one line. Afterwards `log_entry()` describes the bytes read."""
         try:
             stat = os.stat(self.path)
             self.size_bytes = stat.st_size
@@ -159,31 +189,30 @@ class LandingFile:
             self.file_error = f"unreadable_file: {self.path}: {exc.strerror or exc}"
             return
         tap = _Tap(raw, self.size_bytes)
-        good = bad = 0
-        utf16 = False
+        pending, overflow = b"", False  # the line not yet ended; whether it is over-long
         try:
-            for data, ended, too_long in self._raw_lines(tap):
+            for chunk in self._chunks(tap):
+                if overflow:  # the rest of an over-long line is skipped up to its newline
+                    end = chunk.find(b"\n")
+                    if end < 0:
+                        continue
+                    self.lines_read += 1
+                    yield self._line(self.lines_read, pending, too_long=True, ended=True)
+                    pending, overflow, chunk = b"", False, chunk[end + 1 :]
+                data = pending + chunk if pending else chunk
+                end = data.rfind(b"\n")
+                if end >= 0:
+                    yield from self._block(data[: end + 1])
+                    data = data[end + 1 :]
+                pending = data
+                if len(pending) > MAX_LINE_BYTES:
+                    pending, overflow = pending[: MAX_STORED_LINE_CHARS * 4], True
+            if pending or overflow:
                 self.lines_read += 1
                 if self.lines_read == 1:
-                    if data.startswith(BOM):
-                        data = data[len(BOM) :]  # a UTF-8 byte order mark is not part of the line
-                    utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
-                if too_long:
-                    text = data.decode("utf-8", "replace")[:MAX_STORED_LINE_CHARS]
-                    flag = "line_too_long"
-                else:
-                    try:
-                        if utf16:
-                            raise UnicodeDecodeError("utf-8", data, 0, 2, "UTF-16 text")
-                        text, flag = data.decode("utf-8"), None
-                        good += 1
-                    except UnicodeDecodeError:
-                        text, flag = data.decode("utf-8", "replace"), "invalid_utf8"
-                        bad += 1
-                    text = text.removesuffix("\r")
-                if not ended and flag is None:
-                    flag = "truncated_line"
-                yield self.lines_read, text, flag
+                    pending = pending.removeprefix(BOM)
+                    self._utf16 = pending.startswith((b"\xff\xfe", b"\xfe\xff"))
+                yield self._line(self.lines_read, pending, too_long=overflow, ended=False)
         except OSError as exc:
             if isinstance(exc, gzip.BadGzipFile):
                 self.file_error = f"corrupt_gzip: {self.path}: {exc}"
@@ -195,8 +224,10 @@ class LandingFile:
             self.file_error = f"gzip_too_large: {self.path}: {exc}; the rest was not read"
         finally:
             raw.close()
-        if self.file_error is None and bad and not good:
-            what = "a UTF-16 byte order mark" if utf16 else f"none of its {bad} lines is UTF-8"
+        if self.file_error is None and self._bad and not self._good:
+            what = f"none of its {self._bad} lines is UTF-8"
+            if self._utf16:
+                what = "a UTF-16 byte order mark"
             self.file_error = f"not_utf8: {self.path}: {what}"
         self.size_bytes = tap.read_bytes if self.file_error is None else self.size_bytes
         self.checksum = tap.hash.hexdigest()

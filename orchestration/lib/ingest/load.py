@@ -1,14 +1,22 @@
 """Load: replace an hour window of `raw.llm_calls` with what its landing files hold,
 quarantining every line the validation rejects (`raw.llm_calls_rejected`).
 
-A window is replaced in one transaction: `raw.llm_calls`, `raw.llm_calls_rejected` and
-`raw.load_log` rows of its hours are deleted and re-inserted, so a crash leaves the previous
-state and a re-run is safe. Lines read = rows loaded + rows rejected, per file (the load log).
+Two steps. **Stage**: the window's files are read (`landing`) and their lines validated once
+(`validate.validate_sql`), `BATCH_CHARS` of text at a time, each batch into a temp table of its
+own: its rejected lines with their reason and raw line, its valid lines typed. Duplicates are
+found per batch (`validate.duplicates_sql`): against the batches before it, within itself, and
+against raw.llm_calls within `validate.DUPLICATE_HORIZON` of its hours. Nothing of the
+warehouse changes while staging, so a batch's working tables are freed when it is done and
+memory does not grow with the window past DuckDB's limit (`SPENDWATCH_INGEST_MEMORY_LIMIT`,
+512MB; beyond it the staged rows go to DuckDB's temp directory). **Replace**: one transaction
+deletes the window's rows of `raw.llm_calls`, `raw.llm_calls_rejected` and `raw.load_log` and
+inserts the staged ones (a statement per table), so a crash leaves the previous state and a
+re-run is safe. Lines read = rows loaded + rows rejected, per file (the load log).
 
-The files are streamed: lines go to DuckDB in batches of `BATCH_LINES`, each validated and
-inserted before the next is read, so memory does not grow with the window. `event_id` is unique
-in all of raw.llm_calls: each batch is checked against what the table holds (other hours, and
-the batches before it), so a one-hour run and a 28-day backfill apply the same rule.
+`event_id` is unique in raw.llm_calls within the horizon: an hourly run and a 28-day backfill
+apply the same rule, and the first loaded wins. An event loaded further away than the horizon
+is not looked for (the cost of a load would grow with the history otherwise); the dbt test
+`unique` on `fct_llm_calls.event_id` catches it.
 
 **Hours whose files are gone keep their rows.** An hour of the window with no landing file left
 whose rows were loaded before (a volume not mounted, a retention job) is not emptied: its rows
@@ -31,19 +39,16 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from orchestration.lib.ingest.landing import (
-    MAX_STORED_LINE_CHARS,
-    LandingFile,
-    landing_files,
-)
-from orchestration.lib.ingest.validate import validate_sql
+from orchestration.lib.ingest.landing import LandingFile, landing_files
+from orchestration.lib.ingest.validate import duplicates_sql, validate_sql
 from orchestration.lib.quality_ddl import CHECK_RESULTS_DDL
 from spendwatch.schema import WAREHOUSE_COLUMNS
 from spendwatch.warehouse import open_warehouse
 
 log = logging.getLogger(__name__)
 
-BATCH_LINES = 50_000
+#: How much landing text is split and validated in one go (about 75,000 lines of 400 bytes).
+BATCH_CHARS = 32 << 20
 #: DuckDB's memory for a load: past it, the rows the transaction inserted go to the database
 #: file instead of staying in memory, so a 28-day backfill does not hold the window in RAM.
 #: `SPENDWATCH_INGEST_MEMORY_LIMIT` overrides it (a DuckDB size: 2GB, 512MB).
@@ -110,28 +115,31 @@ class LoadResult:
         return kept + [f"quarantined file {error}" for error in self.file_errors.values()]
 
 
-class _Batch:
-    """Lines read but not yet validated, as the columns DuckDB takes."""
+class _Pieces:
+    """Pieces of landing files read but not yet validated (`LandingFile.pieces`), as the
+    columns DuckDB takes: a few rows per MiB of landing data."""
 
     def __init__(self) -> None:
-        self.sources, self.hours, self.numbers, self.texts, self.flags = [], [], [], [], []
+        self.files, self.hours, self.numbers, self.texts, self.flags = [], [], [], [], []
+        self.chars = 0
 
-    def add(self, source: str, hour: datetime, number: int, text: str, flag: str | None) -> None:
-        self.sources.append(source)
+    def add(self, file_id: int, hour: datetime, number: int, text: str, flag: str | None) -> None:
+        self.files.append(file_id)
         self.hours.append(hour)
         self.numbers.append(number)
         self.texts.append(text)
         self.flags.append(flag)
+        self.chars += len(text)
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def table(self) -> dict:
         return {
-            "source_file": np.array(self.sources, dtype=object),
+            "file_id": np.array(self.files, dtype=np.int32),
             "partition_hour": np.array(self.hours, dtype="datetime64[us]"),
-            "line_number": np.array(self.numbers, dtype=np.int64),
-            "line": np.array(self.texts, dtype=object),
+            "first_line": np.array(self.numbers, dtype=np.int64),
+            "text": np.array(self.texts, dtype=object),
             "read_error": np.array(self.flags, dtype=object),
         }
 
@@ -179,7 +187,6 @@ def load_window(
     con = connect(warehouse)
     try:
         con.execute(f"set memory_limit = '{_memory_limit()}'")
-        con.execute("begin transaction")
         kept: dict[datetime, int] = {}
         if not allow_empty:
             kept = dict(
@@ -197,6 +204,9 @@ def load_window(
                 ).fetchall()
             )
         keep = sorted(kept)
+        window = {"lo": lo, "hi": hi, "keep": keep}
+        entries = _stage(con, files, now, window)
+        con.execute("begin transaction")
         for name in ("llm_calls", "llm_calls_rejected", "load_log"):
             con.execute(
                 f"delete from raw.{name} where partition_hour >= ? and partition_hour < ? "
@@ -209,29 +219,10 @@ def load_window(
                 "where list_contains(?, partition_hour)",
                 [keep],
             )
-        entries, batch = [], _Batch()
-        for hour, path in files:
-            source, naive_hour = str(path), hour.replace(tzinfo=None)
-            landing_file = LandingFile(hour, path)
-            for number, text, flag in landing_file.lines():
-                batch.add(source, naive_hour, number, text, flag)
-                if len(batch) >= BATCH_LINES:
-                    _load_batch(con, batch, now)
-                    batch = _Batch()
-            entries.append(landing_file.log_entry())
-        if len(batch):
-            _load_batch(con, batch, now)
+        _insert(con, now)
         counts, by_reason = _counts(con, lo, hi, keep)
-        for entry in entries:
-            loaded, rejected = counts.get(entry["source_file"], (0, 0))
-            con.execute(
-                "insert into raw.load_log (partition_hour, source_file, size_bytes, modified_at, "
-                "checksum, lines, loaded, rejected, loaded_at, file_error) "
-                "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [entry["partition_hour"], entry["source_file"], entry["size_bytes"],
-                 entry["modified_at"], entry["checksum"], loaded + rejected, loaded, rejected,
-                 now, entry["file_error"]],
-            )  # fmt: skip
+        if entries:
+            _log(con, entries, counts, now)
         for hook in before_commit or ():
             hook()
         con.execute("commit")
@@ -240,7 +231,7 @@ def load_window(
             con.execute("rollback")
         raise
     finally:
-        con.close()
+        con.close()  # the temp tables go with the connection
     result = LoadResult(
         start,
         end,
@@ -255,6 +246,141 @@ def load_window(
     for warning in result.warnings():
         log.warning(warning)
     return result
+
+
+def _stage(con, files: list[tuple[datetime, Path]], now: datetime, window: dict) -> list[dict]:
+    """Read every file of the window and validate its lines into the temp table
+    `ingest_validated` (one row per line: its reason and raw line, or its typed values),
+    `BATCH_CHARS` of text at a time; `ingest_files` maps file_id to source_file. Nothing of
+    the warehouse changes here (the transaction that replaces the window comes after and
+    reads these), so each batch's own tables are freed as soon as it is done.
+    Returns the load-log entry of each file."""
+    con.execute(
+        "create or replace temp table ingest_files "
+        "(file_id integer, source_file varchar, partition_hour timestamp)"
+    )
+    if files:
+        con.execute(
+            "insert into ingest_files select unnest($ids), unnest($names), unnest($hours)",
+            {"ids": list(range(len(files))), "names": [str(path) for _, path in files],
+             "hours": [hour.replace(tzinfo=None) for hour, _ in files]},
+        )  # fmt: skip
+    con.execute(
+        "create or replace temp table ingest_lines (file_id integer, partition_hour timestamp, "
+        "line_number bigint, line varchar, read_error varchar)"
+    )
+    validated = validate_sql(now, "ingest_lines")
+    duplicates = duplicates_sql("ingest_batch", "ingest_validated", "ingest_files")
+    batches: list[str] = []
+    con.execute(f"create or replace temp view ingest_validated as {validated} limit 0")
+    entries, pieces = [], _Pieces()
+    for file_id, (hour, path) in enumerate(files):
+        naive_hour = hour.replace(tzinfo=None)
+        landing_file = LandingFile(hour, path)
+        for number, text, flag in landing_file.pieces():
+            pieces.add(file_id, naive_hour, number, text, flag)
+            if pieces.chars >= BATCH_CHARS:
+                _validate(con, pieces, validated, duplicates, window, batches)
+                pieces = _Pieces()
+        entries.append(landing_file.log_entry())
+    if len(pieces):
+        _validate(con, pieces, validated, duplicates, window, batches)
+    for name in ("ingest_lines", "ingest_batch", "ingest_batch_duplicates"):
+        con.execute(f"drop table if exists {name}")
+    return entries
+
+
+def _validate(
+    con, pieces: _Pieces, validated: str, duplicates: str, window: dict, batches: list[str]
+) -> None:
+    """Split a batch of pieces into lines (DuckDB splits and numbers them), validate them once
+    (`validate_sql`), find the duplicates among the valid ones (`duplicates_sql`), and keep
+    the batch as a temp table of its own (appending to one large table is slower), with the
+    raw line of the rejected lines only. The view `ingest_validated` is every batch so far."""
+    con.register("ingest_pieces", pieces.table())
+    try:
+        con.execute(
+            """
+            create or replace temp table ingest_lines as
+            select file_id, partition_hour, first_line + i - 1 as line_number, line, read_error
+            from (
+                select file_id, partition_hour, first_line, read_error,
+                    unnest(string_split(text, chr(10))) as line,
+                    generate_subscripts(string_split(text, chr(10)), 1) as i
+                from ingest_pieces
+            )
+            """
+        )
+    finally:
+        con.unregister("ingest_pieces")
+    con.execute(f"create or replace temp table ingest_batch as {validated}")
+    con.execute(f"create or replace temp table ingest_batch_duplicates as {duplicates}", window)
+    batch = f"ingest_validated_{len(batches)}"
+    con.execute(
+        f"""
+        create temp table {batch} as
+        select b.* replace (
+            coalesce(b.reason, case when d.file_id is not null then 'duplicate_event_id' end)
+                as reason,
+            coalesce(b.reason_detail, d.reason_detail) as reason_detail,
+            case when b.reason is not null or d.file_id is not null then b.raw_event_id end
+                as raw_event_id,
+            case when b.reason is not null or d.file_id is not null then b.raw_line end
+                as raw_line)
+        from ingest_batch as b
+        left join ingest_batch_duplicates as d using (file_id, line_number)
+        """
+    )
+    batches.append(batch)
+    union = " union all ".join(f"select * from {name}" for name in batches)
+    con.execute(f"create or replace temp view ingest_validated as {union}")
+
+
+def _insert(con, now: datetime) -> None:
+    """The window's lines into raw.llm_calls_rejected (with their reason) and raw.llm_calls
+    (the rest): one statement each, reading what `_stage` validated."""
+    con.execute(
+        """
+        insert into raw.llm_calls_rejected
+        select v.partition_hour, f.source_file, v.line_number, v.reason, v.reason_detail,
+            v.raw_event_id, v.raw_line, $now::timestamp
+        from ingest_validated as v join ingest_files as f using (file_id)
+        where v.reason is not null
+        """,
+        {"now": now},
+    )
+    columns = ", ".join(f"v.{name}" for name in WAREHOUSE_COLUMNS)
+    con.execute(
+        f"""
+        insert into raw.llm_calls
+        select v.partition_hour, f.source_file, v.line_number, {columns}, $now::timestamp
+        from ingest_validated as v join ingest_files as f using (file_id)
+        where v.reason is null
+        """,
+        {"now": now},
+    )
+
+
+def _log(con, entries: list[dict], counts: dict, now: datetime) -> None:
+    """One raw.load_log row per file read, in one statement."""
+    loaded = [counts.get(e["source_file"], (0, 0))[0] for e in entries]
+    rejected = [counts.get(e["source_file"], (0, 0))[1] for e in entries]
+    lines = [a + b for a, b in zip(loaded, rejected, strict=True)]
+    columns = {name: [e[name] for e in entries] for name in entries[0]}
+    con.execute(
+        """
+        insert into raw.load_log (partition_hour, source_file, size_bytes, modified_at,
+            checksum, lines, loaded, rejected, loaded_at, file_error)
+        select unnest($hours), unnest($files), unnest($sizes), unnest($modified), unnest($sums),
+            unnest($lines), unnest($loaded), unnest($rejected), $now::timestamp,
+            unnest($errors)
+        """,
+        {"hours": columns["partition_hour"], "files": columns["source_file"],
+         "sizes": columns["size_bytes"], "modified": columns["modified_at"],
+         "sums": columns["checksum"], "lines": lines,
+         "loaded": loaded, "rejected": rejected, "now": now,
+         "errors": columns["file_error"]},
+    )  # fmt: skip
 
 
 def _counts(con, lo: datetime, hi: datetime, keep: list[datetime]) -> tuple[dict, dict]:
@@ -288,36 +414,3 @@ def _counts(con, lo: datetime, hi: datetime, keep: list[datetime]) -> tuple[dict
         ).fetchall()
     )
     return counts, by_reason
-
-
-def _load_batch(con, batch: _Batch, now: datetime) -> None:
-    """Validate one batch of lines against the contract and raw.llm_calls as it stands in the
-    transaction, and insert its rows: the rejected first, so both inserts see the same
-    raw.llm_calls. (The validation runs twice rather than into a temp table: a table dropped
-    inside a transaction keeps its memory until the commit, which would grow with the window.)
-    """
-    con.register("lines_batch", batch.table())
-    try:
-        validated = validate_sql(now, "lines_batch")
-        con.execute(
-            f"""
-            insert into raw.llm_calls_rejected
-            select partition_hour, source_file, line_number, final_reason, reason_detail,
-                raw_event_id, left(line, {MAX_STORED_LINE_CHARS}), ?::timestamp
-            from ({validated}) where final_reason is not null
-            order by partition_hour, source_file, line_number
-            """,
-            [now],
-        )
-        columns = ", ".join(WAREHOUSE_COLUMNS)
-        con.execute(
-            f"""
-            insert into raw.llm_calls
-            select partition_hour, source_file, line_number, {columns}, ?::timestamp
-            from ({validated}) where final_reason is null
-            order by partition_hour, source_file, line_number
-            """,
-            [now],
-        )
-    finally:
-        con.unregister("lines_batch")

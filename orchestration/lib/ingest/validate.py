@@ -1,12 +1,12 @@
-"""Validation: the one DuckDB query that types every landed line and gives each bad one its
-first reason. Its column list, types, integer ranges, required fields and token-part rules come
-from the call-event contract (`spendwatch.schema`). A line is either loaded or rejected with a
-reason code:
+"""Validation: the DuckDB queries that type every landed line and give each bad one its first
+reason. Its column list, types, integer ranges, required fields and token-part rules come from
+the call-event contract (`spendwatch.schema`). A line is either loaded or rejected with a reason
+code:
 
 | reason | meaning |
 |---|---|
 | truncated_line | the file's last line has no newline (a writer is still writing it) |
-| line_too_long | over `MAX_LINE_BYTES` (only its first 4096 characters are kept) |
+| line_too_long | over `MAX_LINE_BYTES` without its line ending (its first 4096 characters kept) |
 | invalid_utf8 | the bytes are not UTF-8 |
 | empty_line | a blank line |
 | invalid_json | not parseable JSON |
@@ -23,20 +23,25 @@ reason code:
 | reasoning_exceeds_output | reasoning_tokens > output_tokens (`schema.TOKEN_PARTS`) |
 | timestamp_outside_partition | occurred_at is not in the UTC hour of the file's folder |
 | timestamp_in_future | occurred_at is later than now + `FUTURE_TOLERANCE` |
-| duplicate_event_id | an event_id raw.llm_calls already holds, in any hour (first loaded wins) |
+| duplicate_event_id | an event_id loaded before (`DUPLICATE_HORIZON`) or earlier in the same load |
 
 A repeated key is rejected because JSON readers disagree on which value wins (Python keeps the
 last, DuckDB the first); `attempt` 2.5 and 2.0 are not integers. A duplicate's detail names the
 hour and file that hold the event, or the earlier file and line of the same load.
 String fields are trimmed of surrounding whitespace (`schema.WHITESPACE`, what the contract's
 pydantic model strips); a UTF-8 byte order mark at the start of a file is dropped by `landing`.
+
+Two queries, each a single pass: `validate_sql` judges every line on its own (each line parsed
+once, by `json_transform` into the raw JSON text of every field, whose JSON type is its first
+character), and `duplicates_sql` finds the event ids seen twice: earlier in the same load, or in
+`raw.llm_calls` within `DUPLICATE_HORIZON` of the window.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from orchestration.lib.ingest.landing import MAX_LINE_BYTES
+from orchestration.lib.ingest.landing import MAX_LINE_BYTES, MAX_STORED_LINE_CHARS
 from spendwatch.schema import (
     FIELD_DEFAULTS,
     INTEGER_RANGES,
@@ -48,45 +53,71 @@ from spendwatch.schema import (
 )
 
 FUTURE_TOLERANCE = timedelta(minutes=10)
+#: How far from the loaded window `raw.llm_calls` is searched for an event_id already loaded.
+#: An event loaded in an hour further away than this from the window is not found by the
+#: ingest (its cost would otherwise grow with the history): it loads twice, and the dbt test
+#: `unique` on `fct_llm_calls.event_id` fails (the duplicate_event_id rule is best effort
+#: beyond the horizon; within the window and the horizon it is exact).
+DUPLICATE_HORIZON = timedelta(days=7)
+
+# First character of a field's JSON text -> its JSON type (a JSON null is SQL NULL: absent).
+QUOTE, BRACE, BRACKET, TRUE, FALSE = (ord(c) for c in '"{[tf')
+UINT64_MAX = 2**64 - 1  # JSON integers beyond [INT64_MIN, UINT64_MAX] are read as doubles
+#: A minified JSON object whose values are all strings (the serialised `tags`)
+_STRING = r'"([^"\\]|\\.)*"'
+STRING_OBJECT = rf"\{{({_STRING}:{_STRING}(,{_STRING}:{_STRING})*)?\}}"
 
 
 def validate_sql(now: datetime, lines: str = "lines") -> str:
-    """The one query that types every line of the relation `lines` (source_file,
-    partition_hour, line_number, line, read_error) and gives each bad one its first reason.
-    Duplicates are looked up in raw.llm_calls as it stands in the caller's transaction."""
+    """The query that types every line of the relation `lines` (file_id, partition_hour,
+    line_number, line, read_error) and gives each bad one its first reason, but
+    duplicate_event_id (`duplicates_sql`). Rejected rows keep `raw_line`."""
     fields = list(WAREHOUSE_COLUMNS)
-    idx = {name: i + 1 for i, name in enumerate(fields)}  # DuckDB lists are 1-based
-    paths = ", ".join(f"'$.\"{name}\"'" for name in fields)
     ws = "'" + WHITESPACE + "'"
+    ws_class = "".join("\\" + c if c in "\\]^-" else c for c in WHITESPACE)  # a [class]
+    structure = "{" + ", ".join(f'"{name}": "JSON"' for name in fields) + "}"
 
-    def v(name: str) -> str:
-        return f"v[{idx[name]}]"
-
-    # each field's JSON type, text and trimmed text are computed once (CTE `fields`)
-    def jtype(name: str) -> str:
-        return f'"{name}__type"'
+    def raw(name: str) -> str:  # the field's JSON text, NULL when absent or null
+        return f'"{name}__raw"'
 
     def present(name: str) -> str:
-        return f"coalesce({jtype(name)} <> 'NULL', false)"
+        return f"({raw(name)} is not null)"
+
+    def first(name: str) -> str:
+        return f"ascii({raw(name)})"
+
+    def is_string(name: str) -> str:
+        return f"{first(name)} = {QUOTE}"
+
+    def is_number(name: str) -> str:
+        return f"{first(name)} not in ({QUOTE}, {BRACE}, {BRACKET}, {TRUE}, {FALSE})"
+
+    def is_integer(name: str) -> str:  # what json_type calls BIGINT or UBIGINT
+        return (f"(regexp_full_match({raw(name)}, '-?[0-9]+') and try_cast({raw(name)} as hugeint)"
+                f" between {INTEGER_RANGES['BIGINT'][0]} and {UINT64_MAX})")  # fmt: skip
 
     def text(name: str) -> str:
         return f'"{name}__text"'
+
+    def text_expr(name: str) -> str:  # a string's value (unescaped only when it has escapes)
+        x = raw(name)
+        return f"case when {is_string(name)} then {x} ->> '$' else {x} end"
 
     def trimmed(name: str) -> str:
         return f'"{name}__trim"'
 
     def trim_expr(name: str) -> str:  # trim() only when an end is whitespace: it is slow
         x = text(name)
-        return (f"case when contains({ws}, left({x}, 1)) or contains({ws}, right({x}, 1)) "
-                f"then trim({x}, {ws}) else {x} end")  # fmt: skip
-
-    def is_integer(name: str) -> str:
-        return f"{jtype(name)} in ('BIGINT', 'UBIGINT')"
+        return (f"case when may_need_trim and (contains({ws}, left({x}, 1)) "
+                f"or contains({ws}, right({x}, 1))) then trim({x}, {ws}) else {x} end")  # fmt: skip
 
     def in_range(name: str) -> str:  # the warehouse column's range (INTEGER_RANGES)
         return f"try_cast({text(name)} as {WAREHOUSE_COLUMNS[name]}) is not null"
 
-    def flags(names, condition) -> str:
+    def any_of(names, condition) -> str:
+        return " or ".join(f"({condition(n)})" for n in names) or "false"
+
+    def names_of(names, condition) -> str:  # the detail: which fields (rejected rows only)
         return (
             " || ".join(f"case when {condition(n)} then '{n} ' else '' end" for n in names) or "''"
         )
@@ -96,34 +127,36 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
     int_fields = [n for n, t in WAREHOUSE_COLUMNS.items() if t == "INTEGER"]
     str_fields = [n for n, t in WAREHOUSE_COLUMNS.items() if t in ("VARCHAR", "TIMESTAMP")]
     num_fields = [n for n, t in WAREHOUSE_COLUMNS.items() if t == "DOUBLE"]
-    not_string = "['OBJECT', 'ARRAY', 'BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN', 'NULL']"
-    missing = flags(
-        REQUIRED_FIELDS,
-        lambda n: f"not {present(n)} or {trimmed(n) if n in str_fields else text(n)} = ''",
-    )
-    wrong_type = " || ".join([
-        flags(str_fields, lambda n: f"{present(n)} and {jtype(n)} <> 'VARCHAR'"),
-        flags(token_fields + num_fields,
-              lambda n: f"{present(n)} and {jtype(n)} not in ('BIGINT', 'UBIGINT', 'DOUBLE')"),
-        flags(int_fields, lambda n: f"{present(n)} and not {is_integer(n)}"),
-        flags(["tags"], lambda n: f"{present(n)} and ({jtype(n)} <> 'OBJECT' "
-                                  f"or list_has_any(json_type({v(n)}, '$.*'), {not_string}))"),
-    ])  # fmt: skip
-    bad_tokens = flags(
-        token_fields,
-        lambda n: (
-            f"{present(n)} and not ({is_integer(n)} and {in_range(n)} and {text(n)}::hugeint >= 0)"
-        ),
-    )
+    json_fields = [n for n, t in WAREHOUSE_COLUMNS.items() if t == "JSON"]
+    assert json_fields == ["tags"], "the ingest knows one JSON field, tags (string -> string)"
+
+    def missing(n: str) -> str:
+        return f"not {present(n)} or {trimmed(n) if n in str_fields else text(n)} = ''"
+
+    wrong_type_rules = [
+        (str_fields, lambda n: f"{present(n)} and not {is_string(n)}"),
+        (token_fields + num_fields, lambda n: f"{present(n)} and not {is_number(n)}"),
+        (int_fields, lambda n: f"{present(n)} and not {is_integer(n)}"),
+        (["tags"], lambda n: f"{present(n)} "
+                             f"and not regexp_full_match({raw(n)}, '{STRING_OBJECT}')"),
+    ]  # fmt: skip
+
+    def bad_token(n: str) -> str:  # a JSON integer >= 0 within BIGINT
+        return (f"{present(n)} and not (regexp_full_match({raw(n)}, '[0-9]+') "
+                f"and try_cast({raw(n)} as bigint) is not null)")  # fmt: skip
+
     out_of_range = {n: f"({present(n)} and not {in_range(n)})" for n in int_fields}
+    # a key twice: json_keys lists every key, repeats included; when it has as many as the
+    # known fields present, each is there once and no unknown key can repeat
+    n_present = " + ".join(f"{present(n)}::int" for n in fields)
 
     def typed(name: str) -> str:
         t = WAREHOUSE_COLUMNS[name]
         default = FIELD_DEFAULTS.get(name)
         if t == "TIMESTAMP":
             return f"try_cast({text(name)} as timestamptz)::timestamp"
-        if t == "JSON":
-            return f"coalesce(case when {present(name)} then {v(name)} end, '{{}}'::json)"
+        if t == "JSON":  # as text: DuckDB appends JSON columns of temp tables slowly
+            return f"coalesce({raw(name)}, '{{}}')"
         if t == "VARCHAR":
             value = trimmed(name)
             return f"coalesce(nullif({value}, ''), '{default}')" if default is not None else value
@@ -144,45 +177,63 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
     return f"""
     with parsed as (
         select
-            *,
-            read_error is null and line <> '' and json_valid(line) as is_json,
-            case when is_json and json_type(line) = 'OBJECT'
-                then json_extract(line, [{paths}]) end as v,
-            case when v is not null then
-                len(json_keys(line)) <> len(list_distinct(json_keys(line)))
-                or (json_type({v("tags")}) = 'OBJECT' and len(json_keys({v("tags")}))
-                    <> len(list_distinct(json_keys({v("tags")}))))
-            end as has_duplicate_key
-        from {lines}
+            file_id, partition_hour, line_number, line, read_error,
+            -- the line's fields as JSON texts, in one parse; NULL when it is not JSON
+            case when read_error is null then try(json_transform(line, '{structure}')) end as s
+        from (
+            select
+                file_id, partition_hour, line_number, line,
+                coalesce(read_error,
+                    case when strlen(line) > {MAX_LINE_BYTES} then 'line_too_long' end)
+                    as read_error
+            from {lines}
+        )
     ),
     fields as (
         select
-            *,
-            {
-        ", ".join(f"json_type({v(n)}) as {jtype(n)}, {v(n)} ->> '$' as {text(n)}" for n in fields)
-    }
+            file_id, partition_hour, line_number, line, read_error,
+            case when s is not null then true
+                when read_error is null then json_valid(line) else false end as is_json,
+            s is not null and regexp_matches(line, '^[ \\t\\n\\r]*[{{]') as is_object,
+            {", ".join(f's."{n}"::varchar as {raw(n)}' for n in fields)}
         from parsed
+    ),
+    texts as (
+        select
+            *,
+            {", ".join(f"{text_expr(n)} as {text(n)}" for n in fields)},
+            -- a string field's text can start or end with whitespace only when its JSON text
+            -- has an escape or whitespace next to a quote: one look at them all
+            regexp_matches(concat({", ".join(raw(n) for n in str_fields)}),
+                '[\\\\]|"[{ws_class}]|[{ws_class}]"') as may_need_trim
+        from fields
     ),
     trimmed as (
         select *, {", ".join(f"{trim_expr(n)} as {trimmed(n)}" for n in str_fields)}
-        from fields
+        from texts
     ),
     typed as (
         select
             *,
-            {missing} as missing_fields,
-            {wrong_type} as wrong_type_fields,
-            {bad_tokens} as bad_token_fields,
+            case when not is_object then false  -- (a CASE: json_keys fails on what is not JSON)
+                when len(json_keys(line)) <> {n_present}
+                    and len(json_keys(line)) <> len(list_distinct(json_keys(line))) then true
+                when {first("tags")} = {BRACE} and len(json_keys({raw("tags")})) > 1
+                    then len(json_keys({raw("tags")}))
+                        <> len(list_distinct(json_keys({raw("tags")})))
+                else false
+            end as has_duplicate_key,
+            {any_of(REQUIRED_FIELDS, missing)} as is_missing,
+            {" or ".join(f"({any_of(names, rule)})" for names, rule in wrong_type_rules)}
+                as is_wrong_type,
+            {any_of(token_fields, bad_token)} as is_bad_tokens,
             {
         " or ".join(out_of_range[n] for n in int_fields if n != "schema_version") or "false"
     } as int_out_of_range,
             {present("schema_version")} and coalesce(
                 try_cast({text("schema_version")} as hugeint) <> {SCHEMA_VERSION}, true)
                 as is_other_version,
-            {", ".join(f"{typed(n)} as {n}" for n in fields)},
-            {text("occurred_at")} as occurred_at_text,
-            {text("schema_version")} as schema_version_text,
-            {text("event_id")} as raw_event_id
+            {", ".join(f"{typed(n)} as {n}" for n in fields)}
         from trimmed
     ),
     checked as (
@@ -190,19 +241,20 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
             *,
             case
                 when read_error is not null then read_error
-                when trim(line, {ws}) = '' then 'empty_line'
-                when not is_json then 'invalid_json'
-                when v is null then 'not_an_object'
+                when not is_json then
+                    case when trim(line, {ws}) = '' then 'empty_line' else 'invalid_json' end
+                when not is_object then 'not_an_object'
                 when has_duplicate_key then 'duplicate_key'
-                when missing_fields <> '' then 'missing_required_field'
-                when wrong_type_fields <> '' then 'wrong_type'
-                when bad_token_fields <> '' then 'invalid_tokens'
+                when is_missing then 'missing_required_field'
+                when is_wrong_type then 'wrong_type'
+                when is_bad_tokens then 'invalid_tokens'
                 when status not in ('ok', 'error') or int_out_of_range or attempt < 1
                     or latency_ms < 0 then 'invalid_value'
                 when is_other_version then 'unknown_schema_version'
-                when regexp_matches(occurred_at_text, '{ts_local}') then 'timestamp_without_offset'
-                when not regexp_matches(occurred_at_text, '{ts_offset}') or occurred_at is null
-                    then 'timestamp_unparseable'
+                when not regexp_matches({text("occurred_at")}, '{ts_offset}') then
+                    case when regexp_matches({text("occurred_at")}, '{ts_local}')
+                        then 'timestamp_without_offset' else 'timestamp_unparseable' end
+                when occurred_at is null then 'timestamp_unparseable'
                 {part_checks}
                 when occurred_at < partition_hour
                     or occurred_at >= partition_hour + interval 1 hour
@@ -211,54 +263,89 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
                     then 'timestamp_in_future'
             end as reason
         from typed
-    ),
-    held as (  -- the event ids of this batch that raw.llm_calls already holds, and where
-        select event_id, min(partition_hour) as held_hour, min(source_file) as held_file
-        from raw.llm_calls
-        where event_id in (select event_id from checked where reason is null)
-        group by 1
-    ),
-    deduplicated as (
-        select
-            checked.*,
-            held.held_hour,
-            held.held_file,
-            first_value(checked.source_file || ' line ' || checked.line_number) over same_id
-                as first_seen,
-            case when checked.reason is null
-                and (held.held_hour is not null or row_number() over same_id > 1)
-                then 'duplicate_event_id' else checked.reason end as final_reason
-        from checked
-        left join held on checked.reason is null and held.event_id = checked.event_id
-        window same_id as (
-            partition by checked.reason is null, checked.event_id
-            order by checked.partition_hour, checked.source_file, checked.line_number
-        )
     )
     select
-        partition_hour, source_file, line_number, line, raw_event_id, final_reason,
-        {", ".join(fields)},
-        case final_reason
-            when 'missing_required_field' then 'missing: ' || trim(missing_fields)
-            when 'wrong_type' then 'wrong type: ' || trim(wrong_type_fields)
+        file_id, partition_hour, line_number, reason,
+        case reason
+            when 'missing_required_field' then 'missing: '
+                || trim({names_of(REQUIRED_FIELDS, missing)})
+            when 'wrong_type' then 'wrong type: ' || trim({
+        " || ".join(names_of(names, rule) for names, rule in wrong_type_rules)
+    })
             when 'invalid_tokens' then 'negative, non-integer or out of range: '
-                || trim(bad_token_fields)
+                || trim({names_of(token_fields, bad_token)})
             when 'invalid_value' then 'status=' || coalesce(status, 'null')
                 || ' attempt=' || coalesce({text("attempt")}, 'null')
                 || ' latency_ms=' || coalesce(latency_ms::varchar, 'null')
-            when 'unknown_schema_version' then 'schema_version=' || schema_version_text
-            when 'timestamp_without_offset' then 'occurred_at=' || occurred_at_text
-            when 'timestamp_unparseable' then 'occurred_at=' || coalesce(occurred_at_text, 'null')
+            when 'unknown_schema_version' then 'schema_version=' || {text("schema_version")}
+            when 'timestamp_without_offset' then 'occurred_at=' || {text("occurred_at")}
+            when 'timestamp_unparseable' then 'occurred_at='
+                || coalesce({text("occurred_at")}, 'null')
             when 'timestamp_outside_partition' then 'occurred_at ' || occurred_at
                 || ' UTC is not in the hour ' || partition_hour
             when 'timestamp_in_future' then 'occurred_at ' || occurred_at || ' UTC'
             {part_details}
             when 'line_too_long' then 'over {MAX_LINE_BYTES} bytes'
             when 'duplicate_key' then 'a key appears twice in the object or its tags'
-            when 'duplicate_event_id' then case
-                when held_hour is not null then 'already loaded in hour '
-                    || strftime(held_hour, '%Y-%m-%d %H:00') || ' (' || held_file || ')'
-                else 'first seen in ' || first_seen end
-        end as reason_detail
-    from deduplicated
+        end as reason_detail,
+        {text("event_id")} as raw_event_id,
+        -- kept for every line: a valid one may turn out to be a duplicate (duplicates_sql)
+        left(line, {MAX_STORED_LINE_CHARS}) as raw_line,
+        {", ".join(fields)}
+    from checked
+    """
+
+
+def duplicates_sql(batch: str, validated: str, files: str) -> str:
+    """The lines of `batch` (an output of `validate_sql`) that are duplicates, with the detail
+    of duplicate_event_id: every line of an event that raw.llm_calls holds outside the window
+    (or in its kept hours) within `DUPLICATE_HORIZON` of the batch's hours; every line of an
+    event loaded from an earlier batch of the same load (`validated`, the batches before); and
+    every line but the first of an event seen twice in the batch (first = earliest hour, then
+    file, then line: the order files are read in). `files` maps file_id to source_file.
+    Parameters: $lo, $hi (the window), $keep (its kept hours)."""
+    return f"""
+    with ok as (
+        select b.file_id, b.line_number, b.partition_hour, f.source_file, b.event_id
+        from {batch} as b join {files} as f using (file_id)
+        where b.reason is null
+    ),
+    held as (
+        select event_id, min(partition_hour) as held_hour, min(source_file) as held_file
+        from raw.llm_calls
+        where partition_hour >= (select min(partition_hour) from ok)
+                - interval {DUPLICATE_HORIZON.days} day
+            and partition_hour < (select max(partition_hour) from ok)
+                + interval {DUPLICATE_HORIZON.days + 1} day
+            and (partition_hour < $lo or partition_hour >= $hi
+                 or list_contains($keep, partition_hour))
+            and event_id in (select event_id from ok)
+        group by 1
+    ),
+    earlier as (  -- loaded by this load's batches before: one valid line per event
+        select v.event_id, any_value(f.source_file || ' line ' || v.line_number) as first_seen
+        from {validated} as v join {files} as f using (file_id)
+        where v.reason is null and v.event_id in (select event_id from ok)
+        group by 1
+    ),
+    repeated as (
+        select ok.*,
+            row_number() over same_id as seen,
+            first_value(source_file || ' line ' || line_number) over same_id as first_seen
+        from ok
+        where event_id in (select event_id from ok group by 1 having count(*) > 1)
+        window same_id as (partition by event_id order by partition_hour, source_file, line_number)
+    )
+    select ok.file_id, ok.line_number, 'already loaded in hour '
+        || strftime(held.held_hour, '%Y-%m-%d %H:00') || ' (' || held.held_file || ')'
+        as reason_detail
+    from ok join held using (event_id)
+    union all
+    select ok.file_id, ok.line_number, 'first seen in ' || earlier.first_seen
+    from ok join earlier using (event_id)
+    where ok.event_id not in (select event_id from held)
+    union all
+    select file_id, line_number, 'first seen in ' || first_seen from repeated
+    where seen > 1 and event_id not in (select event_id from held)
+        and event_id not in (select event_id from earlier)
     """
