@@ -3,6 +3,7 @@ run on the same machine (never as an absolute time to assert on)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import sys
@@ -14,18 +15,37 @@ from benchmarks import bench_pipeline, bench_tracker
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument(
+        "--only",
+        choices=["generate", "ingest", "tracker"],
+        help="run only this benchmark (generate and ingest share their data)",
+    )
+    parser.add_argument(
+        "--calls",
+        type=int,
+        default=bench_pipeline.CALLS,
+        help="calls the generate and ingest benchmarks write and load",
+    )
+    parser.add_argument("--json", action="store_true", help="also print the results as JSON")
+    args = parser.parse_args()
     console = Console(width=120)
     results = []
-    for module in (bench_pipeline, bench_tracker):
-        console.print(f"running {module.__name__} ...")
-        results.extend(module.run())
+    if args.only in (None, "generate", "ingest"):
+        console.print(f"running {bench_pipeline.__name__} ({args.calls:,} calls) ...")
+        results.extend(bench_pipeline.run(args.calls))
+    if args.only in (None, "tracker"):
+        console.print(f"running {bench_tracker.__name__} ...")
+        results.extend(bench_tracker.run())
+    if args.only:
+        results = [r for r in results if r["name"] == args.only]
     table = Table(title=f"spendwatch benchmarks ({platform.processor() or platform.machine()})")
     for column in ("benchmark", "value", "unit", "floor", "ratio to floor"):
         table.add_column(column, justify="left" if column == "benchmark" else "right")
     for r in results:
         table.add_row(r["name"], f"{r['value']:,}", r["unit"], f"{r['floor']:,}", str(r["ratio"]))
     console.print(table)
-    if "--json" in sys.argv:
+    if args.json:
         print(json.dumps(results, indent=2))
     return 0
 

@@ -224,3 +224,87 @@ def test_a_crash_mid_load_leaves_the_previous_state(corpus) -> None:
     load_window(warehouse, landing, *window, now=NOW)
     ids = [r[0] for r in query(warehouse, "select event_id from raw.llm_calls")]
     assert ids.count("late-1") == 1 and len(ids) == len(set(ids)) == len(before) + 1
+
+
+def test_lines_are_numbered_and_judged_across_chunk_boundaries(tmp_path: Path, monkeypatch) -> None:
+    """Lines travel in pieces (a chunk's whole UTF-8 lines at once): with 100-byte chunks
+    every line spans a boundary, CRLF endings are dropped, and the one line with a byte that
+    is not UTF-8 is rejected alone, with its own number, in a plain and a gzip file."""
+    from orchestration.lib.ingest import landing
+
+    monkeypatch.setattr(landing, "CHUNK_BYTES", 100)
+    lines = [line(event_id=f"e-{i}", feature=f"f{i}") for i in range(1, 41)]
+    lines[16] = lines[16].replace(b'"f17"', b'"caf\xe9"')  # line 17: Latin-1, not UTF-8
+    content = b"\r\n".join(lines) + b"\r\n"
+    write_hour(tmp_path / "landing", HOUR, "crlf.jsonl", content)
+    write_hour(tmp_path / "landing", HOUR, "crlf-gz.jsonl.gz", content.replace(b'"e-', b'"z-'))
+    warehouse = tmp_path / "warehouse.duckdb"
+    result = load_window(warehouse, tmp_path / "landing", HOUR, HOUR + timedelta(hours=1), now=NOW)
+    assert (result.lines, result.loaded, result.rejected) == (80, 78, 2)
+    loaded = query(warehouse, "select event_id, line_number, feature from raw.llm_calls "
+                              "where source_file like '%crlf.jsonl' order by 2")  # fmt: skip
+    assert loaded == [(f"e-{i}", i, f"f{i}") for i in range(1, 41) if i != 17]
+    rejected = query(warehouse, "select source_file like '%.gz', line_number, reason, raw_line "
+                                "from raw.llm_calls_rejected order by 1")  # fmt: skip
+    assert [r[:3] for r in rejected] == [(False, 17, "invalid_utf8"), (True, 17, "invalid_utf8")]
+    assert rejected[0][3].endswith('"feature": "caf\ufffd"}')  # no CR kept
+    assert query(warehouse, "select count(*) from raw.llm_calls where contains(tags::varchar, "
+                            "chr(13)) or contains(feature, chr(13))") == [(0,)]  # fmt: skip
+
+
+def test_a_duplicate_is_looked_for_within_the_horizon_only(tmp_path: Path) -> None:
+    """The cost of finding an event loaded before must not grow with the history: raw.llm_calls
+    is searched within DUPLICATE_HORIZON of the batch's hours. Inside it the second copy is
+    rejected; further away it loads, and dbt's `unique` test on fct_llm_calls.event_id is what
+    catches it (docs/architecture.md, "Ingest")."""
+    from orchestration.lib.ingest.validate import DUPLICATE_HORIZON
+
+    landing, warehouse = tmp_path / "landing", tmp_path / "warehouse.duckdb"
+    inside = HOUR + DUPLICATE_HORIZON - timedelta(hours=1)
+    beyond = HOUR + DUPLICATE_HORIZON + timedelta(hours=1)
+    for at in (HOUR, inside, beyond):
+        write_hour(
+            landing,
+            at,
+            "app.jsonl",
+            line(event_id="same", occurred_at=f"{at:%Y-%m-%dT%H}:05:00Z") + b"\n",
+        )
+    for at in (HOUR, inside, beyond):  # the hourly schedule, one hour at a time
+        load_window(
+            warehouse, landing, at, at + timedelta(hours=1), now=beyond + timedelta(hours=1)
+        )
+    assert query(warehouse, "select partition_hour from raw.llm_calls order by 1") == [
+        (HOUR.replace(tzinfo=None),),
+        (beyond.replace(tzinfo=None),),
+    ]
+    assert query(warehouse, "select partition_hour, reason, reason_detail "
+                            "from raw.llm_calls_rejected") == [
+        (inside.replace(tzinfo=None), "duplicate_event_id",
+         f"already loaded in hour {HOUR:%Y-%m-%d %H}:00 ({landing_file(landing, HOUR, 'app')})")
+    ]  # fmt: skip
+
+
+def test_only_the_window_folders_are_listed(tmp_path: Path, monkeypatch) -> None:
+    """An hourly load lists the window's date=/hour= folders, never the whole landing tree:
+    other hours' folders are not listed, and nothing globs."""
+    from orchestration.lib.ingest import landing_files
+
+    landing = tmp_path / "landing"
+    write_hour(landing, HOUR, "app.jsonl", line(event_id="a") + b"\n")
+    for days in range(1, 30):
+        write_hour(landing, HOUR - timedelta(days=days), "app.jsonl", b"{}\n")
+    listed, iterdir = [], Path.iterdir
+
+    def recording_iterdir(self):
+        listed.append(self)
+        return iterdir(self)
+
+    def no_glob(self, *args, **kwargs):
+        raise AssertionError(f"globbed {self}")
+
+    monkeypatch.setattr(Path, "iterdir", recording_iterdir)
+    monkeypatch.setattr(Path, "glob", no_glob)
+    monkeypatch.setattr(Path, "rglob", no_glob)
+    found = landing_files(landing, HOUR, HOUR + timedelta(hours=1))
+    assert [path for _, path in found] == [landing_file(landing, HOUR, "app")]
+    assert listed == [hour_dir(landing, HOUR)]

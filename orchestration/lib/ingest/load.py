@@ -33,14 +33,14 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import numpy as np
 
 from orchestration.lib.ingest.landing import LandingFile, landing_files
-from orchestration.lib.ingest.validate import duplicates_sql, validate_sql
+from orchestration.lib.ingest.validate import DUPLICATE_HORIZON, duplicates_sql, validate_sql
 from orchestration.lib.quality_ddl import CHECK_RESULTS_DDL
 from spendwatch.schema import WAREHOUSE_COLUMNS
 from spendwatch.warehouse import open_warehouse
@@ -314,7 +314,13 @@ def _validate(
     finally:
         con.unregister("ingest_pieces")
     con.execute(f"create or replace temp table ingest_batch as {validated}")
-    con.execute(f"create or replace temp table ingest_batch_duplicates as {duplicates}", window)
+    horizon = {
+        "horizon_lo": min(pieces.hours) - DUPLICATE_HORIZON,
+        "horizon_hi": max(pieces.hours) + timedelta(hours=1) + DUPLICATE_HORIZON,
+    }
+    con.execute(
+        f"create or replace temp table ingest_batch_duplicates as {duplicates}", window | horizon
+    )
     batch = f"ingest_validated_{len(batches)}"
     con.execute(
         f"""

@@ -303,7 +303,9 @@ def duplicates_sql(batch: str, validated: str, files: str) -> str:
     event loaded from an earlier batch of the same load (`validated`, the batches before); and
     every line but the first of an event seen twice in the batch (first = earliest hour, then
     file, then line: the order files are read in). `files` maps file_id to source_file.
-    Parameters: $lo, $hi (the window), $keep (its kept hours)."""
+    Parameters: $lo, $hi (the window), $keep (its kept hours), $horizon_lo, $horizon_hi (the
+    batch's first hour - DUPLICATE_HORIZON, its last hour + 1 hour + DUPLICATE_HORIZON:
+    constants, so DuckDB skips the row groups of raw.llm_calls outside them)."""
     return f"""
     with ok as (
         select b.file_id, b.line_number, b.partition_hour, f.source_file, b.event_id
@@ -313,10 +315,7 @@ def duplicates_sql(batch: str, validated: str, files: str) -> str:
     held as (
         select event_id, min(partition_hour) as held_hour, min(source_file) as held_file
         from raw.llm_calls
-        where partition_hour >= (select min(partition_hour) from ok)
-                - interval {DUPLICATE_HORIZON.days} day
-            and partition_hour < (select max(partition_hour) from ok)
-                + interval {DUPLICATE_HORIZON.days + 1} day
+        where partition_hour >= $horizon_lo and partition_hour < $horizon_hi  -- (zone maps)
             and (partition_hour < $lo or partition_hour >= $hi
                  or list_contains($keep, partition_hour))
             and event_id in (select event_id from ok)
