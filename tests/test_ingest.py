@@ -57,6 +57,8 @@ CORPUS: list[tuple[bytes, str | None]] = [
     (line(event_id="empty-feature", feature=""), "missing_required_field"),
     (line(event_id="str-tokens", input_tokens="100"), "wrong_type"),
     (line(event_id="tags-list", tags=["a"]), "wrong_type"),
+    (line(event_id="obj-tokens", input_tokens={"n": 1}), "wrong_type"),  # crashed the load once
+    (line(event_id="bool-tokens", output_tokens=True), "wrong_type"),
     (line(event_id="neg-tokens", output_tokens=-5), "invalid_tokens"),
     (line(event_id="frac-tokens", input_tokens=10.5), "invalid_tokens"),
     (line(event_id="bad-status", status="failed"), "invalid_value"),
