@@ -39,7 +39,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from orchestration.lib.ingest.landing import LandingFile, landing_files
+from orchestration.lib.ingest.landing import MAX_STORED_LINE_CHARS, LandingFile, landing_files
 from orchestration.lib.ingest.validate import DUPLICATE_HORIZON, duplicates_sql, validate_sql
 from orchestration.lib.quality_ddl import CHECK_RESULTS_DDL
 from spendwatch.schema import WAREHOUSE_COLUMNS
@@ -47,8 +47,9 @@ from spendwatch.warehouse import open_warehouse
 
 log = logging.getLogger(__name__)
 
-#: How much landing text is split and validated in one go (about 75,000 lines of 400 bytes).
-BATCH_CHARS = 32 << 20
+#: How much landing text is split and validated in one go: about 240,000 lines of 400 bytes,
+#: two of DuckDB's row groups, so both cores validate.
+BATCH_CHARS = 96 << 20
 #: DuckDB's memory for a load: past it, the rows the transaction inserted go to the database
 #: file instead of staying in memory, so a 28-day backfill does not hold the window in RAM.
 #: `SPENDWATCH_INGEST_MEMORY_LIMIT` overrides it (a DuckDB size: 2GB, 512MB).
@@ -270,7 +271,6 @@ def _stage(con, files: list[tuple[datetime, Path]], now: datetime, window: dict)
         "line_number bigint, line varchar, read_error varchar)"
     )
     validated = validate_sql(now, "ingest_lines")
-    duplicates = duplicates_sql("ingest_batch", "ingest_validated", "ingest_files")
     batches: list[str] = []
     con.execute(f"create or replace temp view ingest_validated as {validated} limit 0")
     entries, pieces = [], _Pieces()
@@ -280,23 +280,21 @@ def _stage(con, files: list[tuple[datetime, Path]], now: datetime, window: dict)
         for number, text, flag in landing_file.pieces():
             pieces.add(file_id, naive_hour, number, text, flag)
             if pieces.chars >= BATCH_CHARS:
-                _validate(con, pieces, validated, duplicates, window, batches)
+                _validate(con, pieces, validated, window, batches)
                 pieces = _Pieces()
         entries.append(landing_file.log_entry())
     if len(pieces):
-        _validate(con, pieces, validated, duplicates, window, batches)
-    for name in ("ingest_lines", "ingest_batch", "ingest_batch_duplicates"):
+        _validate(con, pieces, validated, window, batches)
+    for name in ("ingest_lines", "ingest_batch_duplicates"):
         con.execute(f"drop table if exists {name}")
     return entries
 
 
-def _validate(
-    con, pieces: _Pieces, validated: str, duplicates: str, window: dict, batches: list[str]
-) -> None:
+def _validate(con, pieces: _Pieces, validated: str, window: dict, batches: list[str]) -> None:
     """Split a batch of pieces into lines (DuckDB splits and numbers them), validate them once
-    (`validate_sql`), find the duplicates among the valid ones (`duplicates_sql`), and keep
-    the batch as a temp table of its own (appending to one large table is slower), with the
-    raw line of the rejected lines only. The view `ingest_validated` is every batch so far."""
+    (`validate_sql`) into a temp table of the batch's own (appending to one large table is
+    slower), and mark the duplicates among its valid lines (`duplicates_sql`), which get their
+    raw line like every rejected one. The view `ingest_validated` is every batch so far."""
     con.register("ingest_pieces", pieces.table())
     try:
         con.execute(
@@ -313,30 +311,29 @@ def _validate(
         )
     finally:
         con.unregister("ingest_pieces")
-    con.execute(f"create or replace temp table ingest_batch as {validated}")
+    batch = f"ingest_validated_{len(batches)}"
+    con.execute(f"create temp table {batch} as {validated}")
     horizon = {
         "horizon_lo": min(pieces.hours) - DUPLICATE_HORIZON,
         "horizon_hi": max(pieces.hours) + timedelta(hours=1) + DUPLICATE_HORIZON,
     }
+    duplicates = duplicates_sql(batch, "ingest_validated", "ingest_files")
     con.execute(
         f"create or replace temp table ingest_batch_duplicates as {duplicates}", window | horizon
     )
-    batch = f"ingest_validated_{len(batches)}"
-    con.execute(
-        f"""
-        create temp table {batch} as
-        select b.* replace (
-            coalesce(b.reason, case when d.file_id is not null then 'duplicate_event_id' end)
-                as reason,
-            coalesce(b.reason_detail, d.reason_detail) as reason_detail,
-            case when b.reason is not null or d.file_id is not null then b.raw_event_id end
-                as raw_event_id,
-            case when b.reason is not null or d.file_id is not null then b.raw_line end
-                as raw_line)
-        from ingest_batch as b
-        left join ingest_batch_duplicates as d using (file_id, line_number)
-        """
-    )
+    if con.execute("select count(*) from ingest_batch_duplicates").fetchone()[0]:
+        # the duplicates (rare) become rejected lines, with the raw line and event_id as written
+        con.execute(
+            f"""
+            update {batch} as b set
+                reason = 'duplicate_event_id', reason_detail = d.reason_detail,
+                raw_event_id = json_extract_string(l.line, '$."event_id"'),
+                raw_line = left(l.line, {MAX_STORED_LINE_CHARS})
+            from ingest_batch_duplicates as d, ingest_lines as l
+            where b.file_id = d.file_id and b.line_number = d.line_number
+                and l.file_id = d.file_id and l.line_number = d.line_number
+            """
+        )
     batches.append(batch)
     union = " union all ".join(f"select * from {name}" for name in batches)
     con.execute(f"create or replace temp view ingest_validated as {union}")

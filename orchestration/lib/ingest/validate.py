@@ -71,7 +71,8 @@ STRING_OBJECT = rf"\{{({_STRING}:{_STRING}(,{_STRING}:{_STRING})*)?\}}"
 def validate_sql(now: datetime, lines: str = "lines") -> str:
     """The query that types every line of the relation `lines` (file_id, partition_hour,
     line_number, line, read_error) and gives each bad one its first reason, but
-    duplicate_event_id (`duplicates_sql`). Rejected rows keep `raw_line`."""
+    duplicate_event_id (`duplicates_sql`). Rejected rows keep `raw_event_id` (as written) and
+    `raw_line`."""
     fields = list(WAREHOUSE_COLUMNS)
     ws = "'" + WHITESPACE + "'"
     ws_class = "".join("\\" + c if c in "\\]^-" else c for c in WHITESPACE)  # a [class]
@@ -288,9 +289,8 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
             when 'line_too_long' then 'over {MAX_LINE_BYTES} bytes'
             when 'duplicate_key' then 'a key appears twice in the object or its tags'
         end as reason_detail,
-        {text("event_id")} as raw_event_id,
-        -- kept for every line: a valid one may turn out to be a duplicate (duplicates_sql)
-        left(line, {MAX_STORED_LINE_CHARS}) as raw_line,
+        case when reason is not null then {text("event_id")} end as raw_event_id,
+        case when reason is not null then left(line, {MAX_STORED_LINE_CHARS}) end as raw_line,
         {", ".join(fields)}
     from checked
     """
