@@ -75,7 +75,6 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
     `raw_line`."""
     fields = list(WAREHOUSE_COLUMNS)
     ws = "'" + WHITESPACE + "'"
-    ws_class = "".join("\\" + c if c in "\\]^-" else c for c in WHITESPACE)  # a [class]
     structure = "{" + ", ".join(f'"{name}": "JSON"' for name in fields) + "}"
 
     def raw(name: str) -> str:  # the field's JSON text, NULL when absent or null
@@ -196,17 +195,20 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
             case when s is not null then true
                 when read_error is null then json_valid(line) else false end as is_json,
             s is not null and regexp_matches(line, '^[ \\t\\n\\r]*[{{]') as is_object,
-            {", ".join(f's."{n}"::varchar as {raw(n)}' for n in fields)}
+            {", ".join(f's."{n}"::varchar as {raw(n)}' for n in fields)},
+            concat_ws('', {", ".join(f's."{n}"::varchar' for n in str_fields)}) as string_texts
         from parsed
     ),
     texts as (
         select
             *,
             {", ".join(f"{text_expr(n)} as {text(n)}" for n in fields)},
-            -- a string field's text can start or end with whitespace only when its JSON text
-            -- has an escape or whitespace next to a quote: one look at them all
-            regexp_matches(concat({", ".join(raw(n) for n in str_fields)}),
-                '[\\\\]|"[{ws_class}]|[{ws_class}]"') as may_need_trim
+            -- a string field's text can start or end with whitespace only when the JSON texts
+            -- of the string fields have an escape, a space by a quote, or non-ASCII text: one
+            -- cheap look at them all (the fields' own check follows only then)
+            contains(string_texts, '\\') or contains(string_texts, ' "')
+                or contains(string_texts, '" ') or strlen(string_texts) <> length(string_texts)
+                as may_need_trim
         from fields
     ),
     trimmed as (
