@@ -45,6 +45,12 @@ def main() -> int:
     for r in results:
         table.add_row(r["name"], f"{r['value']:,}", r["unit"], f"{r['floor']:,}", str(r["ratio"]))
     console.print(table)
+    for r in results:
+        if "file_floor" in r:  # the same read_json into a database file, as the ingest writes
+            console.print(
+                f"{r['name']}: floor into a database file {r['file_floor']:,} {r['unit']}, "
+                f"ratio {r['file_ratio']}"
+            )
     if args.json:
         print(json.dumps(results, indent=2))
     return 0
