@@ -257,8 +257,8 @@ def test_lines_are_numbered_and_judged_across_chunk_boundaries(tmp_path: Path, m
 def test_a_duplicate_is_looked_for_within_the_horizon_only(tmp_path: Path) -> None:
     """The cost of finding an event loaded before must not grow with the history: raw.llm_calls
     is searched within DUPLICATE_HORIZON of the batch's hours. Inside it the second copy is
-    rejected; further away it loads, and dbt's `unique` test on fct_llm_calls.event_id is what
-    catches it (docs/architecture.md, "Ingest")."""
+    rejected; further away it loads, and a whole-table dbt test (`unique` on
+    fct_llm_calls.event_id) is what names it (docs/architecture.md, "Ingest")."""
     from orchestration.lib.ingest.validate import DUPLICATE_HORIZON
 
     landing, warehouse = tmp_path / "landing", tmp_path / "warehouse.duckdb"

@@ -15,8 +15,8 @@ re-run is safe. Lines read = rows loaded + rows rejected, per file (the load log
 
 `event_id` is unique in raw.llm_calls within the horizon: an hourly run and a 28-day backfill
 apply the same rule, and the first loaded wins. An event loaded further away than the horizon
-is not looked for (the cost of a load would grow with the history otherwise); the dbt test
-`unique` on `fct_llm_calls.event_id` catches it.
+is not looked for (the cost of a load would grow with the history otherwise): it loads twice,
+and a whole-table `dbt test` (`unique` on `fct_llm_calls.event_id`) names it.
 
 **Hours whose files are gone keep their rows.** An hour of the window with no landing file left
 whose rows were loaded before (a volume not mounted, a retention job) is not emptied: its rows

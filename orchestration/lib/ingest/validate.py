@@ -55,9 +55,9 @@ from spendwatch.schema import (
 FUTURE_TOLERANCE = timedelta(minutes=10)
 #: How far from the loaded window `raw.llm_calls` is searched for an event_id already loaded.
 #: An event loaded in an hour further away than this from the window is not found by the
-#: ingest (its cost would otherwise grow with the history): it loads twice, and the dbt test
-#: `unique` on `fct_llm_calls.event_id` fails (the duplicate_event_id rule is best effort
-#: beyond the horizon; within the window and the horizon it is exact).
+#: ingest (its cost would otherwise grow with the history): it loads twice, and a whole-table
+#: `dbt test` (`unique` on `fct_llm_calls.event_id`; the hourly run tests its window only)
+#: names it. Within the window and the horizon the rule is exact.
 DUPLICATE_HORIZON = timedelta(days=7)
 
 # First character of a field's JSON text -> its JSON type (a JSON null is SQL NULL: absent).
