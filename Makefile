@@ -60,8 +60,12 @@ docs: $(MANIFEST)
 	$(BIN)/dbt docs generate --quiet
 	@echo "dbt docs written to target/ (index.html, catalog.json); serve with: $(BIN)/dbt docs serve"
 
+# spendwatch at SIZE (default: 10M calls over 100 days, about an hour; small: 500k calls over
+# 14 days, minutes; tiny: what the smoke test runs) against the DuckDB floor and a pandas peer,
+# then the micro-benchmarks; the scale table goes into docs/benchmarks.md
+SIZE ?= default
 bench: $(MANIFEST)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --size $(SIZE)
 
 # The detectors on the real traffic traces of ../shared/data/traffic (about 40 minutes on 2 cores);
 # writes the table into docs/detection.md. A small version runs in `make test`.

@@ -1,5 +1,7 @@
-"""`make bench`: every benchmark, each reported as a ratio against a floor measured in the same
-run on the same machine (never as an absolute time to assert on)."""
+"""`make bench`: spendwatch at scale against its floors (benchmarks/scale.py: the table of
+issue 14, written into docs/benchmarks.md), then the micro-benchmarks (the generator, the ingest
+and the tracker), every figure reported against a floor measured in the same run on the same
+machine (never as an absolute time to assert on)."""
 
 from __future__ import annotations
 
@@ -11,16 +13,23 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import bench_pipeline, bench_tracker
+from benchmarks import bench_pipeline, bench_tracker, scale
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["generate", "ingest", "tracker"],
+        choices=["scale", "generate", "ingest", "tracker"],
         help="run only this benchmark (generate and ingest share their data)",
     )
+    parser.add_argument(
+        "--size", choices=scale.SIZES, default="default", help="of the scale run (make bench SIZE=)"
+    )
+    parser.add_argument(
+        "--docs", default=str(scale.DOCS), help="page for the scale table ('' for none)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scale run's work folder")
     parser.add_argument(
         "--calls",
         type=int,
@@ -29,6 +38,10 @@ def main() -> int:
     )
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = parser.parse_args()
+    if args.only in (None, "scale"):
+        scale.main(["--size", args.size, "--docs", args.docs] + (["--keep"] if args.keep else []))
+        if args.only:
+            return 0
     console = Console(width=120)
     results = []
     if args.only in (None, "generate", "ingest"):
