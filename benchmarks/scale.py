@@ -305,7 +305,10 @@ def generate_landing(p: Plan, generated: Path, console) -> int:
 
     # whole days from the first hour, past the incremental hours (the rest is dropped)
     total_days = -(-(p.size.hours + p.size.incremental_hours) // 24)
-    incidents = default_incidents(p.start, total_days)
+    # placed as if the window ended with the last incremental hour: its two fresh incidents
+    # (a model fallback) fall in the incremental hours, the others in the history's last days
+    last = p.incremental[-1] + timedelta(hours=1)
+    incidents = default_incidents(last - timedelta(days=total_days), total_days)
     calls, day = 0, 0
     while day < total_days:
         days = min(CHUNK_DAYS, total_days - day)
@@ -447,22 +450,27 @@ def _run(res: Results, work: Path, console) -> None:
             "start": p.start.isoformat(),
             "end": p.end.isoformat(),
         }
-        res.add("ingest", _step("ingest", args, logs / "ingest.log"))
+        m = _step("ingest", args, logs / "ingest.log")
+        res.add("ingest", m)
         db.unlink()
+        rates = (res.steps["read_json"][-1].result["seconds"], m.result["seconds"])
+        console.print(f"  read_json: {_s(rates[0])}, ingest: {_s(rates[1])}")
     res.calls = res.steps["ingest"][0].result["lines"]
 
     console.print("the floor script ...")
     compare_db = res.compare_db
     for _ in range(size.repeats):
-        res.add(
-            "floor", _step("floor", {"database": str(compare_db), "glob": glob}, logs / "floor.log")
-        )
+        m = _step("floor", {"database": str(compare_db), "glob": glob}, logs / "floor.log")
+        res.add("floor", m)
+        console.print(f"  floor: {_s(m.result['seconds'])}, {_gib(m.peak_rss)}")
 
     console.print("the pandas peer ...")
     for _ in range(size.heavy_repeats):
         try:
             args = {"database": str(compare_db), "landing": str(landing)}
-            res.add("pandas", _step("pandas", args, logs / "pandas.log", pandas_memory_cap()))
+            m = _step("pandas", args, logs / "pandas.log", pandas_memory_cap())
+            res.add("pandas", m)
+            console.print(f"  pandas: {_s(m.result['seconds'])}, {_gib(m.peak_rss)}")
         except StepFailed as exc:
             last = str(exc).strip().splitlines()[-1]
             cap = pandas_memory_cap() / GIB
@@ -471,33 +479,29 @@ def _run(res: Results, work: Path, console) -> None:
             )
             break
 
-    spendwatch = str(Path(sys.executable).with_name("spendwatch"))
+    def materialize(name: str, home: Path, start: datetime, end: datetime) -> None:
+        spendwatch = str(Path(sys.executable).with_name("spendwatch"))
+        argv = [spendwatch, "materialize", "--start", _iso(start), "--end", _iso(end)]
+        m = measure(argv, spendwatch_env(home), logs / f"{name}.log")
+        res.add(name, m)
+        console.print(f"  {name} {_iso(start)}..{_iso(end)}: {_s(m.seconds)}, {_gib(m.peak_rss)}")
+
     console.print("full build (spendwatch materialize over the whole history) ...")
-    argv = [spendwatch, "materialize", "--start", _iso(p.start), "--end", _iso(p.end)]
-    res.add("build_full", measure(argv, spendwatch_env(full), logs / "build-full.log"))
+    materialize("build_full", full, p.start, p.end)
     res.warehouse_bytes = (full / "warehouse.duckdb").stat().st_size
     res.dagster_bytes = _du(full / "dagster")
 
     console.print(f"second home with the last {size.short_span} of the history, built ...")
-    _link_hours({h: f for h, f in _hour_dirs(landing).items() if h >= p.short_start},
-                short / "landing" / "calls")  # fmt: skip
-    argv = [spendwatch, "materialize", "--start", _iso(p.short_start), "--end", _iso(p.end)]
-    res.add("build_short", measure(argv, spendwatch_env(short), logs / "build-short.log"))
+    last_week = {h: f for h, f in _hour_dirs(landing).items() if h >= p.short_start}
+    _link_hours(last_week, short / "landing" / "calls")
+    materialize("build_short", short, p.short_start, p.end)
 
     console.print("incremental hours ...")
     for home in (full, short):
         _link_hours(_hour_dirs(arriving), home / "landing" / "calls")
     for hour in p.incremental:  # alternate the homes: both see the same machine load
-        for name, home in (("incremental_short", short), ("incremental_full", full)):
-            argv = [
-                spendwatch,
-                "materialize",
-                "--start",
-                _iso(hour),
-                "--end",
-                _iso(hour + timedelta(hours=1)),
-            ]
-            res.add(name, measure(argv, spendwatch_env(home), logs / f"{name}.log"))
+        materialize("incremental_short", short, hour, hour + timedelta(hours=1))
+        materialize("incremental_full", full, hour, hour + timedelta(hours=1))
 
     res.agreement = agreement(res.warehouse, res.compare_db, p.start, p.end)
     console.print(
