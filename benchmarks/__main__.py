@@ -13,14 +13,14 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import bench_pipeline, bench_tracker, scale
+from benchmarks import bench_grain, bench_pipeline, bench_tracker, scale
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["scale", "generate", "ingest", "tracker"],
+        choices=["scale", "generate", "ingest", "tracker", "grain"],
         help="run only this benchmark (generate and ingest share their data)",
     )
     parser.add_argument(
@@ -50,7 +50,10 @@ def main() -> int:
     if args.only in (None, "tracker"):
         console.print(f"running {bench_tracker.__name__} ...")
         results.extend(bench_tracker.run())
-    if args.only:
+    if args.only in (None, "grain"):
+        console.print(f"running {bench_grain.__name__} ({bench_grain.BENCH_DAYS} days) ...")
+        results.extend(bench_grain.run(bench_grain.BENCH_DAYS))
+    if args.only and args.only != "grain":
         results = [r for r in results if r["name"] == args.only]
     table = Table(title=f"spendwatch benchmarks ({platform.processor() or platform.machine()})")
     for column in ("benchmark", "value", "unit", "floor", "ratio to floor"):

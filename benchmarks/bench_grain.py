@@ -18,6 +18,8 @@ import dagster as dg
 
 PARTITIONED_ASSETS = 12
 DAYS = 28
+#: what `make bench` runs: a week (hourly partitions at 28 days take ~10 minutes of events)
+BENCH_DAYS = 7
 START = datetime(2026, 10, 1, tzinfo=UTC)
 PLANNED_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
