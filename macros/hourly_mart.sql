@@ -3,18 +3,40 @@
     monitored metric against its dynamic baseline, keep the run's window.
 
     Expects a CTE named `calls` with the columns of hourly_metric_inputs() and the series
-    columns, already limited with lookback_window_filter(..., hourly_lookback_hours()). -#}
+    columns, limited with series_mart_calls_filter('hour_at').
+
+    The metric history is data, as in Elementary: an hour's score needs the hourly sums of the
+    hourly_lookback_hours() before it (about 85 days), not the calls behind them. When the
+    mart is incremental and the run has a window, those hours are read from the mart's own
+    rows (additive columns per hour and series, a few thousand rows), and only the window's
+    calls from fct_llm_calls, so the cost of an hourly run does not grow with the calls of the
+    history. The mart stores a row for every hour with calls (it always has one active hour in
+    its past week: itself); its rows of silent hours are zeros the grid recreates, so only rows
+    with calls are read: the same `hourly` rows as aggregating the calls again. The first run
+    (no table yet), a --full-refresh and a run without window vars read the calls. -#}
 {% macro hourly_series_mart(series) -%}
 {%- set keys = series | join(', ') -%}
 {%- set kinds = hourly_baseline_kinds() -%}
 {%- set metrics = hourly_baseline_metrics() -%}
-hourly as (
+window_hourly as (
     select
         hour_at,
         {{ keys }},
         {{ hourly_call_metrics() }}
     from calls
     group by hour_at, {{ keys }}
+),
+
+hourly as (
+    select hour_at, {{ keys }}, {{ hourly_additive_columns() | join(', ') }}
+    from window_hourly
+    {%- if reads_metric_history() %}
+    union all
+    -- the hours before the window: the metric history this mart already holds
+    select hour_at, {{ keys }}, {{ hourly_additive_columns() | join(', ') }}
+    from {{ this }}
+    where calls > 0 and {{ history_window_filter('hour_at', hourly_lookback_hours()) }}
+    {%- endif %}
 ),
 
 series as (
@@ -135,4 +157,21 @@ final as (
     from spreads
     where {{ hour_window_filter('hour_at') }}
 )
+{%- endmacro %}
+
+{#- Whether this run of an hourly series mart reads its metric history from its own rows: an
+    incremental run (the table exists, no --full-refresh) over a window. -#}
+{% macro reads_metric_history() -%}
+    {{ return(is_incremental() and var('start_hour', none) and var('end_hour', none)) }}
+{%- endmacro %}
+
+{#- The calls an hourly series mart aggregates: the window's when it reads its metric history
+    from its own rows, else the window widened by hourly_lookback_hours() (all of time
+    without window vars). -#}
+{% macro series_mart_calls_filter(column) -%}
+    {%- if reads_metric_history() -%}
+        {{ hour_window_filter(column) }}
+    {%- else -%}
+        {{ lookback_window_filter(column, hourly_lookback_hours()) }}
+    {%- endif -%}
 {%- endmacro %}

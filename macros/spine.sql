@@ -52,6 +52,18 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- The `lookback_hours` before the run's window, the window itself left out (nothing without
+    window vars) -#}
+{% macro history_window_filter(column, lookback_hours) -%}
+    {%- set start_hour = var('start_hour', none) -%}
+    {%- set end_hour = var('end_hour', none) -%}
+    {%- if start_hour and end_hour -%}
+        {{ column }} >= cast('{{ start_hour }}' as timestamp) - interval {{ lookback_hours }} hour and {{ column }} < cast('{{ start_hour }}' as timestamp)
+    {%- else -%}
+        1 = 0
+    {%- endif -%}
+{%- endmacro %}
+
 {#- From the start of the month of the run's window widened backwards by `lookback_hours`
     (month-to-date figures need the whole month; all of time without vars) -#}
 {% macro month_window_filter(column, lookback_hours) -%}

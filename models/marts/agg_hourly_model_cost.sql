@@ -3,7 +3,7 @@
 with calls as (
     select {{ hourly_metric_inputs() }}, provider, canonical_model as model, environment
     from {{ ref('fct_llm_calls') }}
-    where {{ lookback_window_filter('hour_at', hourly_lookback_hours()) }}
+    where {{ series_mart_calls_filter('hour_at') }}
 ),
 
 {{ hourly_series_mart(['provider', 'model', 'environment']) }}
