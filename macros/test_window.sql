@@ -24,7 +24,9 @@
 {%- endmacro %}
 
 {#- The run's window on the tested relation when it is an incremental model of this project
-    (hour_at, or day_at for meta.window_grain = day); '' otherwise or without a window. -#}
+    (hour_at, or day_at for meta.window_grain = day), or a view with an hour_at column (the
+    calls: the filter reaches the calls under it, so a not_null test on int_llm_calls_priced
+    prices the window's calls, not all of them); '' otherwise or without a window. -#}
 {% macro tested_window_filter(relation) -%}
     {%- if not (execute and run_start_hour() and run_end_hour()) -%}{{ return('') }}{%- endif -%}
     {%- for node in graph.nodes.values() -%}
@@ -37,6 +39,12 @@
             {%- else -%}
                 {{ return(hour_window_filter('hour_at')) }}
             {%- endif -%}
+        {%- elif node.resource_type == 'model' and node.package_name == project_name
+              and node.config.materialized == 'view'
+              and (node.alias or node.name) | lower == (relation.identifier or '') | lower
+              and node.schema | lower == (relation.schema or '') | lower -%}
+            {%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
+            {%- if 'hour_at' in columns -%}{{ return(hour_window_filter('hour_at')) }}{%- endif -%}
         {%- endif -%}
     {%- endfor -%}
     {{ return('') }}

@@ -7,7 +7,8 @@
 -- as providers bill; batch calls get the row's batch discount. A call without a price keeps null
 -- costs and is_priced = false: never a silent $0.
 -- A view holds no run window: fct_llm_calls filters its window on top (DuckDB and Spark push the
--- filter down), so a run without window vars re-prices all of history.
+-- filter down to the calls; only the distinct model names are read over all of them), so a run
+-- without window vars re-prices all of history.
 with calls as (
     select * from {{ ref('stg_raw__llm_calls') }}
 ),
@@ -20,8 +21,10 @@ aliases as (
     select * from {{ ref('stg_seeds__model_aliases') }}
 ),
 
+-- the model names to resolve, read apart from `calls`: a CTE used twice is materialized whole,
+-- and a run's hour filter on this view would no longer reach the calls it prices
 call_models as (
-    select distinct provider, model from calls
+    select distinct provider, model from {{ ref('stg_raw__llm_calls') }}
 ),
 
 candidates as (
