@@ -308,14 +308,33 @@
     ]) }}
 {%- endmacro %}
 
-{#- How far back an hourly run must read so that every hour of its window is scored exactly as
-    a build of all history scores it: the spread of an hour reads spread_hours of residuals,
-    each residual its level (the longest level window back) and its seasonal centre (the longest kind span
-    back), and whether an hour has a row at all depends on the week before it. -#}
-{% macro hourly_lookback_hours() -%}
-    {%- set span = [var('baseline_weeks') * 168, var('baseline_days') * 24, var('trailing_hours')] | max -%}
+{#- How far back each stage of an hourly series mart needs rows so that every hour of the
+    window is scored exactly as a build of all history scores it (hours before the window's
+    first hour). Walking back from a scored hour: its spread tail reads the capped residuals of
+    the previous spread_hours + spread_lag_hours (T); each of those is capped by its own spread
+    body, which reads T more; each residual needs its level (the longest level window, Lv) of
+    seasonal deviations, each deviation its centre (the longest kind span, S), and whether a
+    row exists at all depends on the week of activity before it. The bodies stage also takes
+    the scored hour's typical daily cost over the 168 hours before it.
+      spreads (tails): T | bodies: B = max(2T, 168) | levels: B + Lv | centres: B + Lv + S |
+      activity (the grid, and the history read): B + Lv + S + 168
+    With the defaults: 360, 720, 888, 1560 and 1728 hours (72 days). -#}
+{% macro hourly_stage_lookbacks() -%}
+    {%- set tail = var('spread_hours') + var('spread_lag_hours') -%}
     {%- set level = (var('level_hours').values() | list + [0]) | max -%}
-    {{ return(var('spread_hours') + var('spread_lag_hours') + level + 2 * span + 168) }}
+    {%- set span = [var('baseline_weeks') * 168, var('baseline_days') * 24, var('trailing_hours')] | max -%}
+    {{ return({
+        'tails': tail,
+        'bodies': [2 * tail, 168] | max,
+        'levels': [2 * tail, 168] | max + level,
+        'centres': [2 * tail, 168] | max + level + span,
+        'activity': [2 * tail, 168] | max + level + span + 168,
+    }) }}
+{%- endmacro %}
+
+{#- How far back an hourly run reads (the hourly sums its scores need) -#}
+{% macro hourly_lookback_hours() -%}
+    {{ return(hourly_stage_lookbacks()['activity']) }}
 {%- endmacro %}
 
 {#- Invalid baseline configuration fails at compile time with the allowed values, instead of

@@ -6,7 +6,7 @@
     columns, limited with series_mart_calls_filter('hour_at').
 
     The metric history is data, as in Elementary: an hour's score needs the hourly sums of the
-    hourly_lookback_hours() before it (about 85 days), not the calls behind them. When the
+    hourly_lookback_hours() before it (72 days with the defaults), not the calls behind them. When the
     mart is incremental and the run has a window, those hours are read from the mart's own
     rows (additive columns per hour and series, a few thousand rows), and only the window's
     calls from fct_llm_calls, so the cost of an hourly run does not grow with the calls of the
@@ -18,6 +18,10 @@
 {%- set keys = series | join(', ') -%}
 {%- set kinds = hourly_baseline_kinds() -%}
 {%- set metrics = hourly_baseline_metrics() -%}
+{#- each stage keeps only the rows the window's scores need from it (hourly_stage_lookbacks):
+    a window function costs what its input rows cost, and most stages need far fewer hours
+    than the centres do -#}
+{%- set lookbacks = hourly_stage_lookbacks() -%}
 window_hourly as (
     select
         hour_at,
@@ -89,6 +93,7 @@ candidates as (
         *,
         {{ baseline_candidates(series, metrics, kinds) }}
     from filled
+    where {{ lookback_window_filter('hour_at', lookbacks.centres) }}
 ),
 
 kinded as (
@@ -101,6 +106,7 @@ chosen as (
 
 deviations as (
     select *, {{ baseline_deviations(metrics) }} from chosen
+    where {{ lookback_window_filter('hour_at', lookbacks.levels) }}
 ),
 
 leveled as (
@@ -109,6 +115,7 @@ leveled as (
 
 residuals as (
     select *, {{ baseline_residuals(metrics) }} from leveled
+    where {{ lookback_window_filter('hour_at', lookbacks.bodies) }}
 ),
 
 banded as (
@@ -132,6 +139,7 @@ scoped as (
 
 capped as (
     select *, {{ baseline_capped_residuals(metrics) }} from scoped
+    where {{ lookback_window_filter('hour_at', lookbacks.tails) }}
 ),
 
 spreads as (

@@ -27,9 +27,17 @@ from orchestration.lib.ingest import load_window
 from spendwatch.generator import default_incidents, generate
 from spendwatch.landing import landing_file
 
-START = datetime(2026, 11, 1, 4, tzinfo=UTC)
-DAYS = 17  # incidents need two weeks of history; the fresh ones land in the hourly runs
-END = START + timedelta(days=DAYS)  # 2026-11-18 04:00
+START = datetime(2026, 10, 25, 4, tzinfo=UTC)
+DAYS = 24
+END = START + timedelta(days=DAYS)  # 2026-11-18 04:00 (the incidents are placed from the end)
+# Shorter baselines than the defaults, so that the hourly runs read less than all history and
+# the stages of the series marts cut their rows (hourly_stage_lookbacks: 468 hours of sums read,
+# centres over the last 300): what they leave out must not change a score.
+BASELINE_VARS = {
+    "baseline_weeks": 1, "min_hour_of_week_points": 1, "baseline_days": 3,
+    "trailing_hours": 48, "min_trailing_points": 12, "spread_hours": 48, "spread_lag_hours": 6,
+    "level_hours": {"hour_of_week": 12, "hour_of_day": 24}, "min_spread_points": 12,
+}  # fmt: skip
 # the hours built one by one: smart-reply's telemetry gap (warning, warning, critical)
 FIRST = datetime(2026, 11, 16, 11, tzinfo=UTC)
 LAST = FIRST + timedelta(hours=2)  # built without the calls before its day
@@ -59,7 +67,7 @@ def write_calls(
 
 def window(start: datetime, end: datetime) -> str:
     return json.dumps({"start_hour": f"{start:%Y-%m-%d %H:%M:%S}",
-                       "end_hour": f"{end:%Y-%m-%d %H:%M:%S}"})  # fmt: skip
+                       "end_hour": f"{end:%Y-%m-%d %H:%M:%S}", **BASELINE_VARS})  # fmt: skip
 
 
 def run(home: Path, start: datetime, end: datetime, first: bool = False) -> None:
