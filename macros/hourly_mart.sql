@@ -6,14 +6,15 @@
     columns, limited with series_mart_calls_filter('hour_at').
 
     The metric history is data, as in Elementary: an hour's score needs the hourly sums of the
-    hourly_lookback_hours() before it (72 days with the defaults), not the calls behind them. When the
-    mart is incremental and the run has a window, those hours are read from the mart's own
-    rows (additive columns per hour and series, a few thousand rows), and only the window's
-    calls from fct_llm_calls, so the cost of an hourly run does not grow with the calls of the
-    history. The mart stores a row for every hour with calls (it always has one active hour in
-    its past week: itself); its rows of silent hours are zeros the grid recreates, so only rows
-    with calls are read: the same `hourly` rows as aggregating the calls again. The first run
-    (no table yet), a --full-refresh and a run without window vars read the calls. -#}
+    hourly_lookback_hours() before it (72 days with the defaults), not the calls behind them.
+    When the mart is incremental and the run has a window, those hours are read from the mart's
+    own rows (additive columns per hour and series, a few tens of thousands of rows), and only
+    the window's calls from fct_llm_calls, so the cost of an hourly run does not grow with the
+    calls of the history. The mart stores a row for every hour with calls (it always has one
+    active hour in its past week: itself); its rows of silent hours are zeros the grid
+    recreates, so only rows with calls are read: the same `hourly` rows as aggregating the calls
+    again. The first run (no table yet), a --full-refresh and a run without window vars read the
+    calls. -#}
 {% macro hourly_series_mart(series) -%}
 {%- set keys = series | join(', ') -%}
 {%- set kinds = hourly_baseline_kinds() -%}
