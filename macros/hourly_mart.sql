@@ -171,7 +171,7 @@ final as (
 {#- Whether this run of an hourly series mart reads its metric history from its own rows: an
     incremental run (the table exists, no --full-refresh) over a window. -#}
 {% macro reads_metric_history() -%}
-    {{ return(is_incremental() and var('start_hour', none) and var('end_hour', none)) }}
+    {{ return(is_incremental() and run_start_hour() and run_end_hour()) }}
 {%- endmacro %}
 
 {#- The calls an hourly series mart aggregates: the window's when it reads its metric history

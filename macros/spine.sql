@@ -55,8 +55,8 @@
 {#- The `lookback_hours` before the run's window, the window itself left out (nothing without
     window vars) -#}
 {% macro history_window_filter(column, lookback_hours) -%}
-    {%- set start_hour = var('start_hour', none) -%}
-    {%- set end_hour = var('end_hour', none) -%}
+    {%- set start_hour = run_start_hour() -%}
+    {%- set end_hour = run_end_hour() -%}
     {%- if start_hour and end_hour -%}
         {{ column }} >= cast('{{ start_hour }}' as timestamp) - interval {{ lookback_hours }} hour and {{ column }} < cast('{{ start_hour }}' as timestamp)
     {%- else -%}
