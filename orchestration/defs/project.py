@@ -1,4 +1,5 @@
-"""The dbt project and the hourly partitions every asset of the pipeline shares."""
+"""The dbt project, the day partitions every asset of the pipeline shares, and the hour window
+a run builds."""
 
 from __future__ import annotations
 

@@ -15,22 +15,17 @@ from orchestration.lib.quality import SuiteOutcome, run_raw_suites
 RAW_SUITES = {"raw_load_hours": "telemetry_completeness"}
 
 
-def check_result(
-    outcome: SuiteOutcome, check_name: str, asset_key=None, never_blocks: bool = False
-) -> dg.AssetCheckResult:
+def check_result(outcome: SuiteOutcome, check_name: str, asset_key=None) -> dg.AssetCheckResult:
     """A GX suite outcome as a Dagster check: fails with ERROR when an error-level expectation
-    failed, WARN when only warn-level ones did. `never_blocks` reports WARN either way (for a
-    blocking check whose downstream must run regardless); `level` in the metadata keeps the
-    suite's own verdict."""
+    failed, WARN when only warn-level ones did; `level` in the metadata says which. Neither
+    blocks the downstream assets: the data_quality detector must see the failure."""
     has_error = any(o.severity == "error" for o in outcome.failed)
     metadata = outcome.metadata()
     return dg.AssetCheckResult(
         asset_key=asset_key,
         check_name=check_name,
         passed=not outcome.failed,
-        severity=dg.AssetCheckSeverity.ERROR
-        if has_error and not never_blocks
-        else dg.AssetCheckSeverity.WARN,
+        severity=dg.AssetCheckSeverity.ERROR if has_error else dg.AssetCheckSeverity.WARN,
         metadata={
             **{k: v for k, v in metadata.items() if k != "failures"},
             "failures": dg.MetadataValue.json(metadata["failures"]),
