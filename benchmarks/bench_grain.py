@@ -9,19 +9,20 @@ to the SQLite event log of a fresh instance, the run's other events. Measured wi
 per asset and partition). The floor is the same job over a single partition.
 """
 
-import os
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from orchestration.runner import PLANNED_EVENTS_ENV
+from spendwatch.config import temporary_environ
+
 PARTITIONED_ASSETS = 12
 DAYS = 28
 #: what `make bench` runs: a week (hourly partitions at 28 days take ~10 minutes of events)
 BENCH_DAYS = 7
 START = datetime(2026, 10, 1, tzinfo=UTC)
-PLANNED_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 
 def _job(partitions: dg.PartitionsDefinition) -> dg.JobDefinition:
@@ -49,27 +50,23 @@ def _job(partitions: dg.PartitionsDefinition) -> dg.JobDefinition:
 
 
 def _timed_run(job: dg.JobDefinition, first: str, last: str, planned_per_asset: bool) -> float:
-    with tempfile.TemporaryDirectory() as home:
-        before = os.environ.get(PLANNED_ENV)
-        os.environ[PLANNED_ENV] = "1" if planned_per_asset else "0"
-        try:
-            with dg.instance_for_test(temp_dir=home) as instance:
-                began = time.perf_counter()
-                result = job.execute_in_process(
-                    instance=instance,
-                    tags={
-                        "dagster/asset_partition_range_start": first,
-                        "dagster/asset_partition_range_end": last,
-                    },
-                    run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
-                )
-                seconds = time.perf_counter() - began
-                assert result.success
-        finally:
-            if before is None:
-                os.environ.pop(PLANNED_ENV, None)
-            else:
-                os.environ[PLANNED_ENV] = before
+    planned = {PLANNED_EVENTS_ENV: "1" if planned_per_asset else "0"}
+    with (
+        tempfile.TemporaryDirectory() as home,
+        temporary_environ(planned),
+        dg.instance_for_test(temp_dir=home) as instance,
+    ):
+        began = time.perf_counter()
+        result = job.execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": first,
+                "dagster/asset_partition_range_end": last,
+            },
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        )
+        seconds = time.perf_counter() - began
+        assert result.success
     return seconds
 
 

@@ -35,7 +35,7 @@ from orchestration.defs.project import (
     partition_keys,
     window_tags,
 )
-from spendwatch.config import Paths, export_environment
+from spendwatch.config import Paths, export_environment, temporary_environ
 from spendwatch.warehouse import WarehouseBusy, default_wait_seconds
 
 #: Tags naming the process that runs a CLI run in-process, so a later CLI can tell a run whose
@@ -64,6 +64,7 @@ def _redirected(log):
             logging.captureWarnings(False)
 
 
+#: one planned event per asset for a range run instead of one per asset and partition
 PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 
@@ -148,7 +149,11 @@ def materialize_range(
         instance.add_event_listener(run_id, lambda entry: _update(entry, progress, task, seen))
         log_path = log_dir / f"run-{run_id}.log"
         # dbt's own output (dagster-dbt echoes it to stdout) goes to the run's log file
-        with log_path.open("w") as log, _redirected(log), _planned_events_per_asset():
+        with (
+            log_path.open("w") as log,
+            _redirected(log),
+            temporary_environ({PLANNED_EVENTS_ENV: "1"}),
+        ):
             result = job.execute_in_process(
                 instance=instance,
                 tags=tags,
@@ -163,20 +168,6 @@ def materialize_range(
         run_id, result.success, time.monotonic() - began, hours, len(seen), log_path,
         None if result.success else _first_error(result),
     )  # fmt: skip
-
-
-@contextlib.contextmanager
-def _planned_events_per_asset():
-    """One planned event per asset for the run instead of one per asset and partition."""
-    before = os.environ.get(PLANNED_EVENTS_ENV)
-    os.environ[PLANNED_EVENTS_ENV] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(PLANNED_EVENTS_ENV, None)
-        else:
-            os.environ[PLANNED_EVENTS_ENV] = before
 
 
 def _report_unmaterialized(instance, run_id: str, job_name: str, selection, days) -> None:

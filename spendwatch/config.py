@@ -6,7 +6,9 @@ Secrets are read here and nowhere else, and are never logged.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +93,27 @@ def export_environment(p: Paths) -> None:
     write_instance_config(p.dagster_home / "dagster.yaml")
     os.environ["SPENDWATCH_HOME"] = str(p.home)
     os.environ["DAGSTER_HOME"] = str(p.dagster_home)
+
+
+def _set_environ(values: Mapping[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@contextlib.contextmanager
+def temporary_environ(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (or, for None, unset) environment variables inside the block; each is put back as it
+    was afterwards. For what this process and the processes it starts inside the block see:
+    dbt's window, a Dagster switch for one run."""
+    before = {name: os.environ.get(name) for name in values}
+    _set_environ(values)
+    try:
+        yield
+    finally:
+        _set_environ(before)
 
 
 # --- alerting -------------------------------------------------------------------------------

@@ -15,9 +15,7 @@ orders one run from the files to the anomalies: the tables' multi-asset is split
 around ops/check_results (marts → checks → fct_check_results → anomalies).
 """
 
-import contextlib
 import hashlib
-import os
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
@@ -40,6 +38,7 @@ from orchestration.defs.project import (
     run_window,
 )
 from orchestration.defs.resources import SpendwatchHome
+from spendwatch.config import temporary_environ
 
 INGEST_ASSET = dg.AssetKey("raw_llm_calls")
 CHECK_RESULTS = dg.AssetKey(["ops", "check_results"])
@@ -153,31 +152,11 @@ EXCLUDE_UNIT_TESTS = ["--exclude", "resource_type:unit_test"]
 WINDOW_ENV = ("SPENDWATCH_WINDOW_START", "SPENDWATCH_WINDOW_END")
 
 
-@contextlib.contextmanager
-def _environ(values: Mapping[str, str | None]):
-    """Environment variables for the dbt processes started inside (None unsets one); the
-    executor runs steps one at a time in this process."""
-    before = {name: os.environ.get(name) for name in values}
-    try:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def window_env(context: dg.AssetExecutionContext):
     """The run's hour window for the tables' dbt invocation."""
     start, end = run_window(context.run.tags, context.partition_time_window)
     values = (f"{start:%Y-%m-%d %H:%M:%S}", f"{end:%Y-%m-%d %H:%M:%S}")
-    return _environ(dict(zip(WINDOW_ENV, values, strict=True)))
+    return temporary_environ(dict(zip(WINDOW_ENV, values, strict=True)))
 
 
 def dbt_target(spendwatch: SpendwatchHome) -> Path:
@@ -209,7 +188,7 @@ def spendwatch_dbt_reference(
     (`--indirect-selection cautious`), not before it exists. Views get no window: they are SQL,
     and whoever reads them (the tables) limits them to the run's window."""
     args = ["build", "--full-refresh", "--indirect-selection", "cautious", *EXCLUDE_UNIT_TESTS]
-    with _environ(dict.fromkeys(WINDOW_ENV)):  # a view never bakes in a window
+    with temporary_environ(dict.fromkeys(WINDOW_ENV)):  # a view never bakes in a window
         yield from dbt.cli(args, context=context, target_path=dbt_target(spendwatch)).stream()
 
 
