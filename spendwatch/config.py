@@ -35,6 +35,11 @@ class Paths:
         return self.home / "landing" / "calls"
 
     @property
+    def spark(self) -> Path:
+        """The Spark target's tables (warehouse/) and catalog (metastore_db/)."""
+        return self.home / "spark"
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
@@ -42,6 +47,19 @@ class Paths:
     def report(self) -> Path:
         """The dashboard `spendwatch report` and the `spend_report` asset write."""
         return self.home / "report.html"
+
+
+#: The dbt targets spendwatch builds on (profiles.yml): the embedded default and Spark.
+TARGETS = ("duckdb", "spark")
+
+
+def target() -> str:
+    """The warehouse engine: `$SPENDWATCH_TARGET` (default `duckdb`), one of TARGETS. dbt's
+    profile reads the same variable, so the CLI, the Dagster code location and dbt agree."""
+    name = (os.environ.get("SPENDWATCH_TARGET") or "duckdb").strip().lower()
+    if name not in TARGETS:
+        raise ValueError(f"SPENDWATCH_TARGET={name!r}: choose one of {', '.join(TARGETS)}")
+    return name
 
 
 def paths(home_dir: str | os.PathLike | None = None) -> Paths:
