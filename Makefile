@@ -14,7 +14,7 @@ export DBT_PROFILES_DIR := $(CURDIR)
 export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install demo test ui lint format docs bench eval-detection soak manifest clean
+.PHONY: install demo test test-spark ui lint format docs bench eval-detection soak manifest clean
 
 install: $(STAMP)
 
@@ -37,6 +37,11 @@ demo: $(MANIFEST)
 
 test: $(MANIFEST) $(CHROMIUM)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# The same landing files built on DuckDB and on Spark (SPENDWATCH_TARGET=spark), every table
+# compared (tests/test_spark_target.py); `make test` runs it too.
+test-spark: $(MANIFEST)
+	$(BIN)/python -m pytest -q -s -m spark tests/test_spark_target.py
 
 $(CHROMIUM):
 	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq

@@ -177,7 +177,7 @@ thresholded as (
 
 {#- a stable id from parts (md5 of the parts joined by '|', nulls as '') -#}
 {% macro stable_id(parts) -%}
-    md5({% for part in parts %}coalesce(cast({{ part }} as varchar), ''){% if not loop.last %} || '|' || {% endif %}{% endfor %})
+    md5({% for part in parts %}coalesce(cast({{ part }} as string), ''){% if not loop.last %} || '|' || {% endif %}{% endfor %})
 {%- endmacro %}
 
 {#- metric, observed_value, baseline_value, stddev_value, z_score of an anomaly row, for a

@@ -44,12 +44,52 @@
     the window touches (day_at). -#}
 {% macro delete_run_window() -%}
     {%- if is_incremental() -%}
-        {%- if (model.config.meta or {}).get('window_grain') == 'day' -%}
-        delete from {{ this }} where {{ day_window_filter('day_at') }}
-        {%- else -%}
-        delete from {{ this }} where {{ hour_window_filter('hour_at') }}
-        {%- endif -%}
+        {{ return(adapter.dispatch('delete_run_window', 'spendwatch')(window_column())) }}
     {%- else -%}
-        select 1
+        {{ return('select 1') }}
+    {%- endif -%}
+{%- endmacro %}
+
+{%- macro window_column() -%}
+    {{ return('day_at' if (model.config.meta or {}).get('window_grain') == 'day' else 'hour_at') }}
+{%- endmacro %}
+
+{% macro default__delete_run_window(column) -%}
+    {%- if column == 'day_at' -%}
+    delete from {{ this }} where {{ day_window_filter('day_at') }}
+    {%- else -%}
+    delete from {{ this }} where {{ hour_window_filter('hour_at') }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Spark: a Parquet table has no DELETE. Marts are partitioned by their window column there
+    (dbt_project.yml: partition_by), so the window's partitions are dropped — every hour (or
+    day) of the window, whether it holds rows or not — and the model's rows are appended: the
+    same replace as DuckDB's delete + insert. Without a window the whole table is emptied. -#}
+{% macro spark__delete_run_window(column) -%}
+    {%- set start_hour = run_start_hour() -%}
+    {%- set end_hour = run_end_hour() -%}
+    {%- if not (start_hour and end_hour) -%}
+        {{ return('truncate table ' ~ this) }}
+    {%- endif -%}
+    {%- set fmt = '%Y-%m-%d %H:%M:%S' -%}
+    {%- set lo = modules.datetime.datetime.strptime(start_hour[:19] | replace('T', ' '), fmt) -%}
+    {%- set hi = modules.datetime.datetime.strptime(end_hour[:19] | replace('T', ' '), fmt) -%}
+    {%- if column == 'day_at' -%}
+        {%- set step = modules.datetime.timedelta(days=1) -%}
+        {%- set lo = lo.replace(hour=0, minute=0, second=0) -%}
+        {%- set hi = (hi - modules.datetime.timedelta(hours=1)).replace(hour=0, minute=0, second=0) + step -%}
+    {%- else -%}
+        {%- set step = modules.datetime.timedelta(hours=1) -%}
+    {%- endif -%}
+    {%- set partitions = [] -%}
+    {%- set count = ((hi - lo).total_seconds() // step.total_seconds()) | int -%}
+    {%- for i in range(count) -%}
+        {%- do partitions.append("partition (" ~ column ~ " = timestamp'" ~ (lo + step * i).strftime(fmt) ~ "')") -%}
+    {%- endfor -%}
+    {%- if partitions -%}
+    alter table {{ this }} drop if exists {{ partitions | join(', ') }}
+    {%- else -%}
+    select 1
     {%- endif -%}
 {%- endmacro %}

@@ -82,7 +82,7 @@ with_activity as (
 filled as (
     select
         *,
-        {{ day_of_week('hour_at') }} * 24 + hour(hour_at) as hour_of_week,
+        cast({{ day_of_week('hour_at') }} * 24 + hour(hour_at) as bigint) as hour_of_week,
         hour(hour_at) as hour_of_day,
         {{ hourly_ratio_columns() }}
     from with_activity

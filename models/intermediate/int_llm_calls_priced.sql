@@ -181,7 +181,7 @@ final as (
         {{ money('cached_at_full_price_usd - cache_read_cost_usd - cache_write_cost_usd') }}
             as cache_savings_usd,
         cost_usd_reported,
-        cast(tags as varchar) as tags
+        cast(tags as string) as tags
     from components
 )
 

@@ -6,7 +6,7 @@ with source as (
 
 renamed as (
     select
-        partition_hour as hour_at,
+        cast(partition_hour as timestamp) as hour_at,
         asset,
         suite,
         check_name,
@@ -17,7 +17,7 @@ renamed as (
         element_count,
         observed_value,
         details,
-        checked_at
+        cast(checked_at as timestamp) as checked_at
     from source
 )
 

@@ -6,8 +6,9 @@ with source as (
 renamed as (
     select
         event_id,
-        occurred_at,
-        date_trunc('hour', occurred_at) as hour_at,
+        -- timestamps are naive UTC on every engine (a Spark table may hold timestamp_ntz)
+        cast(occurred_at as timestamp) as occurred_at,
+        cast(date_trunc('hour', occurred_at) as timestamp) as hour_at,
         lower(trim(provider)) as provider,
         trim(model) as model,
         input_tokens,

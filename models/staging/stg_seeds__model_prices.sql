@@ -6,7 +6,7 @@ with prices as (
 
 final as (
     select
-        provider || '/' || model || '@' || cast(cast(valid_from as date) as varchar) as price_id,
+        provider || '/' || model || '@' || cast(cast(valid_from as date) as string) as price_id,
         lower(provider) as provider,
         model,
         valid_from,

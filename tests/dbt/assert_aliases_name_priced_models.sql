@@ -29,7 +29,7 @@ duplicated as (
         provider,
         lower(alias) as alias,
         min(model) as model,
-        'declared ' || cast(count(*) as varchar) || ' times' as problem
+        'declared ' || cast(count(*) as string) || ' times' as problem
     from aliases
     group by provider, lower(alias), match_type
     having count(*) > 1

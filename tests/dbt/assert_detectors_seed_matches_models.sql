@@ -31,7 +31,7 @@ with seeded as (
     select '{{ item }}' as detector{% if not loop.last %} union all{% endif %}
     {%- endfor %}
     {%- else %}
-    select cast(null as varchar) as detector where 1 = 0
+    select cast(null as string) as detector where 1 = 0
     {%- endif %}
 ),
 {%- endfor %}

@@ -16,7 +16,7 @@ overlapping as (
         earlier.model,
         earlier.valid_from,
         earlier.valid_to,
-        'overlaps the row valid from ' || cast(later.valid_from as varchar) as problem
+        'overlaps the row valid from ' || cast(later.valid_from as string) as problem
     from prices as earlier
     inner join prices as later
         on earlier.provider = later.provider

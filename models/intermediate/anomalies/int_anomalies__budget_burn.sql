@@ -78,7 +78,7 @@ final as (
             as severity,
         case when scope = 'feature' then name end as feature,
         environment,
-        cast(null as varchar) as model,
+        cast(null as string) as model,
         case when scope = 'team' then name end as team_id,
         'projected_month_spend_usd' as metric,
         projected_usd as observed_value,

@@ -13,10 +13,10 @@ final as (
         hour_at,
         'data_quality' as detector,
         'warning' as severity,
-        cast(null as varchar) as feature,
-        cast(null as varchar) as environment,
-        cast(null as varchar) as model,
-        cast(null as varchar) as team_id,
+        cast(null as string) as feature,
+        cast(null as string) as environment,
+        cast(null as string) as model,
+        cast(null as string) as team_id,
         check_id as metric,
         cast(unexpected_count as double) as observed_value,
         cast(0 as double) as baseline_value,
@@ -26,8 +26,8 @@ final as (
         cast(null as decimal(38, 15)) as estimated_excess_cost_usd,
         'data quality: ' || check_name || ' (' || suite || ') failed for '
             || {{ hour_label('hour_at') }} || ' UTC'
-            || coalesce(': ' || cast(unexpected_count as varchar) || ' of '
-                || cast(element_count as varchar) || ' rows unexpected', '')
+            || coalesce(': ' || cast(unexpected_count as string) || ' of '
+                || cast(element_count as string) || ' rows unexpected', '')
             || coalesce(', observed ' || observed_value, '') as message
     from results
 )

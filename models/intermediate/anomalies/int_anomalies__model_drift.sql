@@ -67,7 +67,7 @@ final as (
         feature,
         environment,
         model,
-        cast(null as varchar) as team_id,
+        cast(null as string) as team_id,
         'calls' as metric,
         cast(calls as double) as observed_value,
         cast(0 as double) as baseline_value,

@@ -63,13 +63,13 @@ final as (
             as severity,
         feature,
         environment,
-        cast(null as varchar) as model,
-        cast(null as varchar) as team_id,
+        cast(null as string) as model,
+        cast(null as string) as team_id,
         {{ baselined_metric('calls') }},
         cast(0 as double) as ratio_to_baseline,
         cast(null as decimal(38, 15)) as estimated_excess_cost_usd,
         feature || '/' || environment || ': no calls reported in ' || {{ hour_label('hour_at') }}
-            || ' UTC (' || cast(silent_hours_in_a_row as varchar)
+            || ' UTC (' || cast(silent_hours_in_a_row as string)
             || ' silent hour(s) in a row) where ' || {{ format_count('calls_baseline') }}
             || ' are usual ' || {{ baseline_phrase('baseline_kind', 'hour_at') }} as message
     from scored
