@@ -17,6 +17,11 @@ Each expectation's severity (GX's own field) is its level: `critical` = **error*
 becomes a `data_quality` row of marts.anomalies through `int_anomalies__data_quality`), `warning` =
 **warn** (shown on the asset check and recorded, not alerted). Outcomes are recorded per
 expectation and per hour (the failing rows' hours), so an alert names the hour that is wrong.
+
+Both engines: the frames, `record` and the recorded outcome take a DuckDB connection or a
+SparkSession (the Spark target, `SPENDWATCH_TARGET=spark`) and run the same SQL; the
+`*_spark` functions at the end are the entry points `orchestration.lib.spark.run_in_spark`
+calls. docs/architecture.md, "Data quality", says why Spark rewrites ops.check_results whole.
 """
 
 from __future__ import annotations
