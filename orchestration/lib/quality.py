@@ -211,19 +211,37 @@ class _Engine:
     def frame(self, sql: str, params: dict[str, str]) -> pd.DataFrame:
         if not self.spark:
             return self.handle.execute(sql, params).df()
+        return self._spark_frame(sql, params)[0]
+
+    def _spark_frame(self, sql: str, params: dict[str, str]) -> tuple[pd.DataFrame, set[str]]:
+        """The result as pandas, and its integer columns (which pandas makes float when they
+        hold a null)."""
+        result = self.handle.sql(self._text(sql), args=params)
+        integers = {
+            f.name
+            for f in result.schema.fields
+            if f.dataType.typeName() in ("byte", "short", "integer", "long")
+        }
         with warnings.catch_warnings():  # without pyarrow, toPandas says so on every call
             warnings.filterwarnings("ignore", message="toPandas attempted Arrow optimization")
-            return self.handle.sql(self._text(sql), args=params).toPandas()
+            return result.toPandas(), integers
 
     def rows(self, sql: str, params: dict[str, str]) -> list[tuple]:
+        """The result as tuples of Python values, as DuckDB's fetchall gives them."""
         if not self.spark:
             return self.handle.execute(sql, params).fetchall()
-        frame = self.frame(sql, params)
+        frame, integers = self._spark_frame(sql, params)
+        convert = [int if name in integers else _plain for name in frame.columns]
         frame = frame.astype(object).where(frame.notna(), None)
         return [
-            tuple(v.to_pydatetime() if isinstance(v, pd.Timestamp) else _plain(v) for v in row)
+            tuple(
+                None if v is None
+                else v.to_pydatetime() if isinstance(v, pd.Timestamp)
+                else to(v)
+                for to, v in zip(convert, row, strict=True)
+            )
             for row in frame.itertuples(index=False)
-        ]
+        ]  # fmt: skip
 
     def hour_series(self, first: str, last: str) -> str:
         """Every hour from `first` to `last`, both included, as a set-returning expression."""
