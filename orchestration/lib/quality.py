@@ -17,12 +17,19 @@ Each expectation's severity (GX's own field) is its level: `critical` = **error*
 becomes a `data_quality` row of marts.anomalies through `int_anomalies__data_quality`), `warning` =
 **warn** (shown on the asset check and recorded, not alerted). Outcomes are recorded per
 expectation and per hour (the failing rows' hours), so an alert names the hour that is wrong.
+
+Both engines: the frames, `record` and the recorded outcome take a DuckDB connection or a
+SparkSession (the Spark target, `SPENDWATCH_TARGET=spark`) and run the same SQL; the
+`*_spark` functions at the end are the entry points `orchestration.lib.spark.run_in_spark`
+calls. docs/architecture.md, "Data quality", says why Spark rewrites ops.check_results whole.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -31,7 +38,11 @@ from pathlib import Path
 import pandas as pd
 
 from orchestration.lib.ingest import partition_hours
-from orchestration.lib.quality_ddl import CHECK_RESULTS_DDL
+from orchestration.lib.quality_ddl import (
+    CHECK_RESULTS_COLUMNS,
+    CHECK_RESULTS_DDL,
+    CHECK_RESULTS_SPARK_DDL,
+)
 from spendwatch.warehouse import open_warehouse
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "expectations"
@@ -176,39 +187,134 @@ USUAL_WEEKS = 4  # loaded_vs_usual: the median of the same hour of week over the
 FRESHNESS_LOOKBACK_HOURS = 24
 
 
+# --- one SQL text, two engines --------------------------------------------------------------
+# The frames and ops.check_results are read and written with the same SQL on DuckDB and on
+# Spark. Parameters are written `$name` (DuckDB's marker; Spark's `:name` is substituted) and
+# bound as text that the SQL casts, so no value is ever spliced into the text. The few spellings
+# the engines do not share are the methods of `_Engine`. Timestamps cross between Python and
+# Spark as text or through toPandas (which honours the session time zone, UTC): PySpark's
+# createDataFrame/collect would read naive datetimes in the Python process's local zone.
+
+
+@dataclass(frozen=True)
+class _Engine:
+    name: str  # "duckdb" | "spark"
+    handle: object  # a DuckDB connection or a SparkSession
+
+    @property
+    def spark(self) -> bool:
+        return self.name == "spark"
+
+    def _text(self, sql: str) -> str:
+        return re.sub(r"\$(\w+)", r":\1", sql) if self.spark else sql
+
+    def frame(self, sql: str, params: dict[str, str]) -> pd.DataFrame:
+        if not self.spark:
+            return self.handle.execute(sql, params).df()
+        return self._spark_frame(sql, params)[0]
+
+    def _spark_frame(self, sql: str, params: dict[str, str]) -> tuple[pd.DataFrame, set[str]]:
+        """The result as pandas, and its integer columns (which pandas makes float when they
+        hold a null)."""
+        result = self.handle.sql(self._text(sql), args=params)
+        integers = {
+            f.name
+            for f in result.schema.fields
+            if f.dataType.typeName() in ("byte", "short", "integer", "long")
+        }
+        with warnings.catch_warnings():  # without pyarrow, toPandas says so on every call
+            warnings.filterwarnings("ignore", message="toPandas attempted Arrow optimization")
+            return result.toPandas(), integers
+
+    def rows(self, sql: str, params: dict[str, str]) -> list[tuple]:
+        """The result as tuples of Python values, as DuckDB's fetchall gives them."""
+        if not self.spark:
+            return self.handle.execute(sql, params).fetchall()
+        frame, integers = self._spark_frame(sql, params)
+        convert = [int if name in integers else _plain for name in frame.columns]
+        frame = frame.astype(object).where(frame.notna(), None)
+        return [
+            tuple(
+                None if v is None
+                else v.to_pydatetime() if isinstance(v, pd.Timestamp)
+                else to(v)
+                for to, v in zip(convert, row, strict=True)
+            )
+            for row in frame.itertuples(index=False)
+        ]  # fmt: skip
+
+    def hour_series(self, first: str, last: str) -> str:
+        """Every hour from `first` to `last`, both included, as a set-returning expression."""
+        if self.spark:
+            return f"explode(sequence({first}, {last}, interval 1 hour))"
+        return f"unnest(generate_series({first}, {last}, interval 1 hour))"
+
+    def diff(self, unit: str, earlier: str, later: str) -> str:
+        """Whole `unit`s from `earlier` to `later` (both on a `unit` boundary where it matters:
+        DuckDB counts boundaries crossed, Spark whole units elapsed)."""
+        if self.spark:
+            return f"timestampdiff({unit.upper()}, {earlier}, {later})"
+        return f"date_diff('{unit}', {earlier}, {later})"
+
+    def ordered_concat(self, value: str, separator: str, order_by: str) -> str:
+        if self.spark:
+            return f"string_agg({value}, {separator}) within group (order by {order_by})"
+        return f"string_agg({value}, {separator} order by {order_by})"
+
+
+def _engine(con) -> _Engine:
+    """The engine of `con`: a SparkSession, else a DuckDB connection."""
+    is_spark = type(con).__module__.startswith("pyspark")
+    return _Engine("spark" if is_spark else "duckdb", con)
+
+
+def _ts(value: datetime) -> str:
+    """A window bound as the SQL binds it: UTC wall time as text."""
+    return f"{value.replace(tzinfo=None):%Y-%m-%d %H:%M:%S}"
+
+
+def _time(value: datetime | str) -> datetime:
+    """A datetime, or the ISO text run_in_spark hands over for one."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
 def hours_frame(con, start: datetime, end: datetime) -> pd.DataFrame:
     """One row per hour of the window: landing files, lines, loaded and rejected (load log),
     the files quarantined as unreadable (broken_files: raw.load_log.file_error) and the files
     loaded before whose hour's landing files are gone (missing_files: rows kept),
     the rejected share, the minutes from the newest event landed by the hour's end to that end
     (lag_minutes), and the loaded lines against the median of the same hour of the week over
-    the previous USUAL_WEEKS weeks (loaded_vs_usual; null with fewer than two such hours)."""
-    window = [start.replace(tzinfo=None), end.replace(tzinfo=None)]
-    return con.execute(
+    the previous USUAL_WEEKS weeks (loaded_vs_usual; null with fewer than two such hours).
+    `con` is a DuckDB connection or a SparkSession (the raw tables of either engine)."""
+    e = _engine(con)
+    start_at, end_at = "cast($start as timestamp)", "cast($end as timestamp)"
+    lag_minutes = e.diff(
+        "minute", "date_trunc('minute', fresh.newest_at)", "hours.partition_hour + interval 1 hour"
+    )
+    return e.frame(
         f"""
         with hours as (
-            select unnest(generate_series(
-                cast($start as timestamp), cast($end as timestamp) - interval 1 hour,
-                interval 1 hour)) as partition_hour
+            select partition_hour
+            from (select {e.hour_series(start_at, end_at)} as partition_hour) as series
+            where partition_hour < {end_at}
         ),
         logged as (
-            select partition_hour, count(*) as files, sum(lines) as lines,
-                sum(loaded) as loaded, sum(rejected) as rejected,
+            select partition_hour, count(*) as files, cast(sum(lines) as bigint) as lines,
+                cast(sum(loaded) as bigint) as loaded, cast(sum(rejected) as bigint) as rejected,
                 count(*) filter (where file_error is not null
                     and file_error <> 'landing_files_missing') as broken_files,
                 count(*) filter (where file_error = 'landing_files_missing') as missing_files
             from raw.load_log
-            where partition_hour >= cast($start as timestamp) - interval {USUAL_WEEKS * 7} day
-                and partition_hour < cast($end as timestamp)
-            group by 1
+            where partition_hour >= {start_at} - interval {USUAL_WEEKS * 7} day
+                and partition_hour < {end_at}
+            group by partition_hour
         ),
         newest as (
             select partition_hour, max(occurred_at) as newest_at
             from raw.llm_calls
-            where partition_hour >= cast($start as timestamp)
-                    - interval {FRESHNESS_LOOKBACK_HOURS} hour
-                and partition_hour < cast($end as timestamp)
-            group by 1
+            where partition_hour >= {start_at} - interval {FRESHNESS_LOOKBACK_HOURS} hour
+                and partition_hour < {end_at}
+            group by partition_hour
         ),
         usual as (
             select hours.partition_hour, median(logged.loaded) as usual_loaded,
@@ -217,15 +323,15 @@ def hours_frame(con, start: datetime, end: datetime) -> pd.DataFrame:
             inner join logged
                 on logged.partition_hour < hours.partition_hour
                 and logged.partition_hour >= hours.partition_hour - interval {USUAL_WEEKS * 7} day
-                and date_diff('hour', logged.partition_hour, hours.partition_hour) % 168 = 0
-            group by 1
+                and {e.diff("hour", "logged.partition_hour", "hours.partition_hour")} % 168 = 0
+            group by hours.partition_hour
         ),
         fresh as (
             select hours.partition_hour,
                 max(least(newest.newest_at, hours.partition_hour + interval 1 hour)) as newest_at
             from hours
             inner join newest on newest.partition_hour <= hours.partition_hour
-            group by 1
+            group by hours.partition_hour
         )
         select
             hours.partition_hour,
@@ -236,40 +342,46 @@ def hours_frame(con, start: datetime, end: datetime) -> pd.DataFrame:
             coalesce(logged.broken_files, 0) as broken_files,
             coalesce(logged.missing_files, 0) as missing_files,
             coalesce(logged.rejected / nullif(logged.lines, 0), 0.0) as rejected_share,
-            date_diff('minute', fresh.newest_at, hours.partition_hour + interval 1 hour)
-                as lag_minutes,
+            {lag_minutes} as lag_minutes,
             case when usual.usual_points >= 2 and usual.usual_loaded > 0
                 then coalesce(logged.loaded, 0) / usual.usual_loaded end as loaded_vs_usual
         from hours
         left join logged using (partition_hour)
         left join usual using (partition_hour)
         left join fresh using (partition_hour)
-        order by 1
+        order by partition_hour
         """,
-        {"start": window[0], "end": window[1]},
-    ).df()
+        {"start": _ts(start), "end": _ts(end)},
+    )
 
 
 def priced_frame(con, start: datetime, end: datetime) -> pd.DataFrame:
     """One row per hour of the window with calls: the priced share as the hourly model mart
     counts it (priced_calls / calls) and the models it could not price."""
-    return con.execute(
-        """
-        select hour_at, sum(calls) as calls,
-            cast(sum(priced_calls) as double) / sum(calls) as priced_share,
-            string_agg(case when unpriced_calls > 0 then provider || '/' || model end, ', '
-                order by model) as unpriced_models
+    e = _engine(con)
+    unpriced = "case when unpriced_calls > 0 then provider || '/' || model end"
+    return e.frame(
+        f"""
+        select hour_at, cast(sum(calls) as bigint) as calls,
+            cast(sum(priced_calls) as double) / nullif(sum(calls), 0) as priced_share,
+            {e.ordered_concat(unpriced, "', '", "model")} as unpriced_models
         from marts.agg_hourly_model_cost
-        where hour_at >= ? and hour_at < ?
-        group by 1 having sum(calls) > 0 order by 1
+        where hour_at >= cast($start as timestamp) and hour_at < cast($end as timestamp)
+        group by hour_at having sum(calls) > 0 order by hour_at
         """,
-        [start.replace(tzinfo=None), end.replace(tzinfo=None)],
-    ).df()
+        {"start": _ts(start), "end": _ts(end)},
+    )
 
 
-def record(con, outcome: SuiteOutcome, start: datetime, end: datetime, now: datetime) -> None:
-    """Replace the window's rows of this suite in ops.check_results (one per check and hour)."""
-    con.execute(CHECK_RESULTS_DDL)
+#: a suite's rows of one window in ops.check_results (what `record` replaces)
+_WINDOW = (
+    "suite = $suite and partition_hour >= cast($start as timestamp) "
+    "and partition_hour < cast($end as timestamp)"
+)
+
+
+def _check_rows(outcome: SuiteOutcome, start: datetime, end: datetime, now: datetime) -> list:
+    """ops.check_results rows of a suite's outcome: one per check and hour of the window."""
     window = [h.replace(tzinfo=None) for h in partition_hours(start, end)]
     rows = []
     for o in outcome.outcomes:
@@ -283,26 +395,79 @@ def record(con, outcome: SuiteOutcome, start: datetime, end: datetime, now: date
             rows.append({
                 "asset": outcome.asset, "suite": outcome.suite, "check_name": o.check_name,
                 "severity": o.severity, "partition_hour": hour, "passed": passed,
-                "unexpected_count": None if passed else o.unexpected_count,
-                "element_count": o.element_count, "observed_value": observed,
+                "unexpected_count": None if passed else _plain(o.unexpected_count),
+                "element_count": _plain(o.element_count), "observed_value": observed,
                 "details": None if passed else details, "checked_at": now.replace(tzinfo=None),
             })  # fmt: skip
-    frame = pd.DataFrame(rows)
+    return rows
+
+
+def record(con, outcome: SuiteOutcome, start: datetime, end: datetime, now: datetime) -> None:
+    """Replace the window's rows of this suite in ops.check_results (one per check and hour).
+
+    DuckDB deletes them and inserts the new ones in one transaction. Spark has no DELETE on a
+    Parquet table: the table is rewritten whole, as its rows outside the window plus the new
+    ones (`insertInto(..., overwrite=True)` of the unpartitioned table). It stays small (checks
+    × hours: about 60,000 rows a year for both suites), so one file rewritten per run is cheaper
+    than partitioning it by suite and hour, which would add a metastore partition and a
+    one-row file per suite and hour (17,000 a year) and slow every read of the dbt source.
+    On Delta (Databricks) the same replacement is one `replaceWhere` or MERGE."""
+    rows = _check_rows(outcome, start, end, now)
+    params = {"suite": outcome.suite, "start": _ts(start), "end": _ts(end)}
+    e = _engine(con)
+    if e.spark:
+        _record_spark(e, rows, params)
+        return
+    con.execute(CHECK_RESULTS_DDL)
     con.execute("begin transaction")
-    con.execute(
-        "delete from ops.check_results where suite = ? and partition_hour >= ? "
-        "and partition_hour < ?",
-        [outcome.suite, start.replace(tzinfo=None), end.replace(tzinfo=None)],
-    )
+    con.execute(f"delete from ops.check_results where {_WINDOW}", params)
     if rows:
-        con.register("check_rows", frame)
+        con.register("check_rows", pd.DataFrame(rows))
         con.execute(
-            """insert into ops.check_results select asset, suite, check_name, severity,
-                partition_hour, passed, unexpected_count, element_count, observed_value,
-                details, checked_at from check_rows"""
+            f"insert into ops.check_results select {', '.join(CHECK_RESULTS_COLUMNS)} "
+            "from check_rows"
         )
         con.unregister("check_rows")
     con.execute("commit")
+
+
+def _record_spark(e: _Engine, rows: list[dict], params: dict[str, str]) -> None:
+    spark = e.handle
+    for statement in CHECK_RESULTS_SPARK_DDL:
+        spark.sql(statement)
+    columns = list(CHECK_RESULTS_COLUMNS)
+    timestamps = [c for c, t in CHECK_RESULTS_COLUMNS.items() if t.startswith("timestamp")]
+    schema = ", ".join(
+        f"{c} {'string' if c in timestamps else t.split()[0].replace('varchar', 'string')}"
+        for c, t in CHECK_RESULTS_COLUMNS.items()
+    )
+    new = spark.createDataFrame(
+        [tuple(_ts(r[c]) if c in timestamps else r[c] for c in columns) for r in rows],
+        schema=schema,
+    ).selectExpr(*(f"cast({c} as timestamp) as {c}" if c in timestamps else c for c in columns))
+    kept = spark.sql(e._text(f"select * from ops.check_results where not ({_WINDOW})"),
+                     args=params)  # fmt: skip
+    # materialized before the overwrite: the overwrite empties the files `kept` reads
+    combined = kept.unionByName(new).select(*columns).localCheckpoint(eager=True)
+    combined.coalesce(1).write.insertInto("ops.check_results", overwrite=True)
+
+
+def _run_raw_suites(con, start: datetime, end: datetime, now: datetime) -> list[SuiteOutcome]:
+    outcomes = [
+        validate("raw_load_hours", "raw_llm_calls", hours_frame(con, start, end),
+                 "partition_hour"),
+    ]  # fmt: skip
+    for outcome in outcomes:
+        record(con, outcome, start, end, now)
+    return outcomes
+
+
+def _run_fct_suite(con, start: datetime, end: datetime, now: datetime) -> SuiteOutcome:
+    outcome = validate(
+        "fct_llm_calls", "marts/fct_llm_calls", priced_frame(con, start, end), "hour_at"
+    )
+    record(con, outcome, start, end, now)
+    return outcome
 
 
 def run_raw_suites(
@@ -310,13 +475,7 @@ def run_raw_suites(
 ) -> list[SuiteOutcome]:
     con = open_warehouse(warehouse)
     try:
-        outcomes = [
-            validate("raw_load_hours", "raw_llm_calls", hours_frame(con, start, end),
-                     "partition_hour"),
-        ]  # fmt: skip
-        for outcome in outcomes:
-            record(con, outcome, start, end, now)
-        return outcomes
+        return _run_raw_suites(con, start, end, now)
     finally:
         con.close()
 
@@ -324,33 +483,22 @@ def run_raw_suites(
 def run_fct_suite(warehouse: Path, start: datetime, end: datetime, now: datetime) -> SuiteOutcome:
     con = open_warehouse(warehouse)
     try:
-        outcome = validate(
-            "fct_llm_calls", "marts/fct_llm_calls", priced_frame(con, start, end), "hour_at"
-        )
-        record(con, outcome, start, end, now)
-        return outcome
+        return _run_fct_suite(con, start, end, now)
     finally:
         con.close()
 
 
-def recorded_outcome(warehouse: Path, suite: str, start: datetime, end: datetime) -> SuiteOutcome:
-    """A suite's outcome for the window as `record` stored it in ops.check_results (one
-    expectation per check, failing where any hour failed): what a Dagster check shows of a suite
-    that another step ran."""
-    con = open_warehouse(warehouse, read_only=True)
-    try:
-        rows = con.execute(
-            """
-            select asset, check_name, severity, partition_hour, passed, unexpected_count,
-                element_count, observed_value, details
-            from ops.check_results
-            where suite = ? and partition_hour >= ? and partition_hour < ?
-            order by check_name, partition_hour
-            """,
-            [suite, start.replace(tzinfo=None), end.replace(tzinfo=None)],
-        ).fetchall()
-    finally:
-        con.close()
+def _recorded(con, suite: str, start: datetime, end: datetime) -> SuiteOutcome:
+    rows = _engine(con).rows(
+        f"""
+        select asset, check_name, severity, partition_hour, passed, unexpected_count,
+            element_count, observed_value, details
+        from ops.check_results
+        where {_WINDOW}
+        order by check_name, partition_hour
+        """,
+        {"suite": suite, "start": _ts(start), "end": _ts(end)},
+    )
     if not rows:
         raise LookupError(
             f"no outcome of suite {suite} recorded in ops.check_results for "
@@ -370,3 +518,87 @@ def recorded_outcome(warehouse: Path, suite: str, start: datetime, end: datetime
             if not o.sample and details:
                 o.sample = json.loads(details).get("sample", [])
     return SuiteOutcome(suite, rows[0][0], list(by_check.values()))
+
+
+def recorded_outcome(warehouse: Path, suite: str, start: datetime, end: datetime) -> SuiteOutcome:
+    """A suite's outcome for the window as `record` stored it in ops.check_results (one
+    expectation per check, failing where any hour failed): what a Dagster check shows of a suite
+    that another step ran."""
+    con = open_warehouse(warehouse, read_only=True)
+    try:
+        return _recorded(con, suite, start, end)
+    finally:
+        con.close()
+
+
+# --- the Spark target: entry points for orchestration.lib.spark.run_in_spark -----------------
+# Called as f(spark, home, **kwargs) in a process of their own; times arrive as ISO text and
+# the outcomes go back as JSON (outcome_to_dict), which outcome_from_dict turns into the
+# SuiteOutcome the Dagster checks take.
+
+
+def outcome_to_dict(outcome: SuiteOutcome) -> dict:
+    """A SuiteOutcome as plain JSON (hours as ISO text)."""
+    return {
+        "suite": outcome.suite,
+        "asset": outcome.asset,
+        "outcomes": [
+            {
+                "check_name": o.check_name,
+                "severity": o.severity,
+                "passed": o.passed,
+                "unexpected_count": _plain(o.unexpected_count),
+                "element_count": _plain(o.element_count),
+                "observed_value": o.observed_value,
+                "sample": [_plain(v) for v in o.sample],
+                "failing_hours": [h.isoformat() for h in o.failing_hours],
+                "values_by_hour": {
+                    h.isoformat(): [_plain(v) for v in vs] for h, vs in o.values_by_hour.items()
+                },
+            }
+            for o in outcome.outcomes
+        ],
+    }
+
+
+def outcome_from_dict(data: dict) -> SuiteOutcome:
+    """The SuiteOutcome that outcome_to_dict wrote."""
+    return SuiteOutcome(
+        data["suite"],
+        data["asset"],
+        [
+            ExpectationOutcome(
+                check_name=o["check_name"],
+                severity=o["severity"],
+                passed=o["passed"],
+                unexpected_count=o["unexpected_count"],
+                element_count=o["element_count"],
+                observed_value=o["observed_value"],
+                sample=list(o["sample"]),
+                failing_hours=[datetime.fromisoformat(h) for h in o["failing_hours"]],
+                values_by_hour={
+                    datetime.fromisoformat(h): list(vs) for h, vs in o["values_by_hour"].items()
+                },
+            )
+            for o in data["outcomes"]
+        ],
+    )
+
+
+def run_raw_suites_spark(spark, home: Path, start: str, end: str, now: str) -> list[dict]:
+    """run_raw_suites on the Spark target: the raw tables and ops.check_results of Spark."""
+    outcomes = _run_raw_suites(spark, _time(start), _time(end), _time(now))
+    return [outcome_to_dict(o) for o in outcomes]
+
+
+def run_fct_suite_spark(spark, home: Path, start: str, end: str, now: str) -> dict:
+    """run_fct_suite on the Spark target (marts.agg_hourly_model_cost as dbt built it there)."""
+    return outcome_to_dict(_run_fct_suite(spark, _time(start), _time(end), _time(now)))
+
+
+def recorded_outcome_spark(spark, home: Path, suite: str, start: str, end: str) -> dict:
+    """recorded_outcome on the Spark target (creates an empty ops.check_results if missing, so
+    a check that runs first finds no outcome rather than no table)."""
+    for statement in CHECK_RESULTS_SPARK_DDL:
+        spark.sql(statement)
+    return outcome_to_dict(_recorded(spark, suite, _time(start), _time(end)))
