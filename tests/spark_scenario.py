@@ -6,6 +6,8 @@ imports."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import shutil
 import sys
 import time
@@ -49,7 +51,8 @@ def steps(load: Callable, snapshot: Callable, home: Path, prev: datetime, hour: 
           now: datetime) -> dict:  # fmt: skip
     """prev's hour alone, then hour's (whose lines repeat events of prev); hour again (nothing
     changes); then prev's files and hour's `gone.jsonl` are removed and both hours reloaded,
-    first keeping prev (its files are gone), then with allow_empty."""
+    first keeping prev (its files are gone), then with allow_empty; last, the next hour with a
+    damaged gzip file."""
     out: dict = {"results": [], "snapshots": []}
     nxt = hour + timedelta(hours=1)
     out["results"].append(load(prev, prev + timedelta(hours=1), now, False))
@@ -64,7 +67,20 @@ def steps(load: Callable, snapshot: Callable, home: Path, prev: datetime, hour: 
     out["snapshots"].append(snapshot())
     out["results"].append(load(prev, nxt, now, True))
     out["snapshots"].append(snapshot())
+    # a damaged gzip file beside a good one, in the next hour (where the engines differ)
+    folder = hour_dir(landing, nxt)
+    folder.mkdir(parents=True)
+    (folder / "good.jsonl").write_bytes(_event_line("next-good", nxt) + b"\n")
+    whole = gzip.compress(b"".join(_event_line(f"cut-{i}", nxt) + b"\n" for i in range(2000)))
+    (folder / "cut.jsonl.gz").write_bytes(whole[: len(whole) * 2 // 3])
+    out["results"].append(load(nxt, nxt + timedelta(hours=1), nxt + timedelta(hours=1), False))
     return out
+
+
+def _event_line(event_id: str, hour: datetime) -> bytes:
+    return json.dumps({"event_id": event_id, "occurred_at": f"{hour:%Y-%m-%dT%H}:05:00Z",
+                       "provider": "openai", "model": "gpt-4o", "input_tokens": 100,
+                       "output_tokens": 20, "feature": "smart-reply"}).encode()  # fmt: skip
 
 
 def spark_scenario(spark, home, prev: str, hour: str, now: str) -> dict:

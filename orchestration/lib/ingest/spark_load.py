@@ -72,9 +72,10 @@ log = logging.getLogger(__name__)
 SPARK_TYPES = {"varchar": "string", "bigint": "bigint", "integer": "int", "double": "double",
                "timestamp": "timestamp", "json": "string", "boolean": "boolean"}  # fmt: skip
 PARTITION = "partition_hour"
-#: Settings the load needs whatever the profile says (also set in profiles.yml where dbt
-#: needs them): a repeated key must reach the duplicate_key rule, a damaged or vanished file
-#: is the load log's business, and an overwrite replaces only the partitions written.
+#: Settings the load sets on its session whatever the profile says (profiles.yml sets the
+#: last one for dbt too): a repeated key must reach the duplicate_key rule (not make the line
+#: invalid JSON), a damaged or vanished file is the load log's business (not the job's end),
+#: and an overwrite replaces only the partitions it writes.
 SESSION_SETTINGS = {
     "spark.sql.variant.allowDuplicateKeys": "true",
     "spark.sql.files.ignoreCorruptFiles": "true",
