@@ -68,48 +68,280 @@ _STRING = r'"([^"\\]|\\.)*"'
 STRING_OBJECT = rf"\{{({_STRING}:{_STRING}(,{_STRING}:{_STRING})*)?\}}"
 
 
-def validate_sql(now: datetime, lines: str = "lines") -> str:
+INTEGRAL_VARIANT_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
+INT64_MIN = INTEGER_RANGES["BIGINT"][0]
+
+
+class DuckDB:
+    """How DuckDB reads a line's fields: one `json_transform` into the raw JSON text of every
+    field, whose JSON type is its first character."""
+
+    name = "duckdb"
+    wide_int = "hugeint"  # an integer type wider than BIGINT (for schema_version's check)
+    text_type = "varchar"
+
+    def lit(self, value: str) -> str:
+        return "'" + value.replace("'", "''") + "'"
+
+    def matches(self, x: str, pattern: str) -> str:  # a regular expression found in x
+        return f"regexp_matches({x}, {self.lit(pattern)})"
+
+    def trim(self, x: str, chars: str) -> str:
+        return f"trim({x}, {self.lit(chars)})"
+
+    # each field's columns: <name>__raw (the JSON text; NULL when absent or null),
+    # <name>__text (a string's value, else the JSON text), <name>__trim (string fields)
+    def present(self, n: str) -> str:
+        return f"({n}__raw is not null)"
+
+    def _first(self, n: str) -> str:
+        return f"ascii({n}__raw)"
+
+    def is_string(self, n: str) -> str:
+        return f"{self._first(n)} = {QUOTE}"
+
+    def is_number(self, n: str) -> str:
+        return f"{self._first(n)} not in ({QUOTE}, {BRACE}, {BRACKET}, {TRUE}, {FALSE})"
+
+    def is_integer(self, n: str) -> str:  # what json_type calls BIGINT or UBIGINT
+        return (f"(regexp_full_match({n}__raw, '-?[0-9]+') and try_cast({n}__raw as hugeint)"
+                f" between {INT64_MIN} and {UINT64_MAX})")  # fmt: skip
+
+    def is_token(self, n: str) -> str:  # a JSON integer >= 0 within BIGINT
+        return (f"(regexp_full_match({n}__raw, '[0-9]+')"
+                f" and try_cast({n}__raw as bigint) is not null)")  # fmt: skip
+
+    def is_string_object(self, n: str) -> str:  # an object whose values are all strings
+        return f"regexp_full_match({n}__raw, '{STRING_OBJECT}')"
+
+    def timestamp(self, n: str) -> str:
+        return f"try_cast({n}__text as timestamptz)::timestamp"
+
+    def json_text(self, n: str) -> str:  # text: DuckDB appends JSON columns of temp tables slowly
+        return f"coalesce({n}__raw, '{{}}')"
+
+    def fields(self, lines: str, fields: list[str], str_fields: list[str]) -> str:
+        """The CTEs `parsed` .. `trimmed`: a row per line with is_json, is_object and every
+        field's columns."""
+        structure = "{" + ", ".join(f'"{name}": "JSON"' for name in fields) + "}"
+        ws = self.lit(WHITESPACE)
+
+        def trim_expr(name: str) -> str:  # trim() only when an end is whitespace: it is slow
+            x = f"{name}__text"
+            return (f"case when may_need_trim and (contains({ws}, left({x}, 1)) "
+                    f"or contains({ws}, right({x}, 1))) "
+                    f"then trim({x}, {ws}) else {x} end")  # fmt: skip
+
+        text_columns = ", ".join(
+            f"case when {self.is_string(n)} then {n}__raw ->> '$' else {n}__raw end as {n}__text"
+            for n in fields
+        )
+        return f"""
+    parsed as (
+        select
+            file_id, partition_hour, line_number, line, read_error,
+            -- the line's fields as JSON texts, in one parse; NULL when it is not JSON
+            case when read_error is null then try(json_transform(line, '{structure}')) end as s
+        from (
+            select
+                file_id, partition_hour, line_number, line,
+                coalesce(read_error,
+                    case when strlen(line) > {MAX_LINE_BYTES} then 'line_too_long' end)
+                    as read_error
+            from {lines}
+        )
+    ),
+    fields as (
+        select
+            file_id, partition_hour, line_number, line, read_error,
+            case when s is not null then true
+                when read_error is null then json_valid(line) else false end as is_json,
+            s is not null and regexp_matches(line, '^[ \\t\\n\\r]*[{{]') as is_object,
+            {", ".join(f's."{n}"::varchar as {n}__raw' for n in fields)},
+            concat_ws('', {", ".join(f's."{n}"::varchar' for n in str_fields)}) as string_texts
+        from parsed
+    ),
+    texts as (
+        select
+            *,
+            {text_columns},
+            -- a string field's text can start or end with whitespace only when the JSON texts
+            -- of the string fields have an escape, a space by a quote, or non-ASCII text: one
+            -- cheap look at them all (the fields' own check follows only then)
+            contains(string_texts, '\\') or contains(string_texts, ' "')
+                or contains(string_texts, '" ') or strlen(string_texts) <> length(string_texts)
+                as may_need_trim
+        from fields
+    ),
+    trimmed as (
+        select *, {", ".join(f"{trim_expr(n)} as {n}__trim" for n in str_fields)}
+        from texts
+    )"""
+
+    def duplicate_key(self, n_present: str) -> str:
+        # json_keys lists every key, repeats included; when it has as many as the known fields
+        # present, each is there once and no unknown key can repeat
+        return f"""case when not is_object then false  -- (json_keys fails on what is not JSON)
+                when len(json_keys(line)) <> {n_present}
+                    and len(json_keys(line)) <> len(list_distinct(json_keys(line))) then true
+                when {self._first("tags")} = {BRACE} and len(json_keys(tags__raw)) > 1
+                    then len(json_keys(tags__raw)) <> len(list_distinct(json_keys(tags__raw)))
+                else false
+            end"""
+
+
+class Spark(DuckDB):
+    """How Spark (4.x) reads a line's fields: `try_parse_json` into a VARIANT once (with
+    `spark.sql.variant.allowDuplicateKeys` on, so a repeated key is found by the rule, not
+    mistaken for invalid JSON), `schema_of_variant` of each field for its JSON type. A VARIANT
+    keeps a number's value, not its text (2.0 is DECIMAL(1,0)), so an integer field whose
+    number is a DECIMAL of scale 0 has its text read with `get_json_object` (rare)."""
+
+    name = "spark"
+    wide_int = "decimal(38,0)"
+    text_type = "string"
+
+    def lit(self, value: str) -> str:  # Spark string literals have backslash escapes
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def matches(self, x: str, pattern: str) -> str:
+        return f"({x} rlike {self.lit(pattern)})"
+
+    def trim(self, x: str, chars: str) -> str:
+        return f"trim(BOTH {self.lit(chars)} FROM {x})"
+
+    def present(self, n: str) -> str:  # <name>__type is NULL when absent or null
+        return f"({n}__type is not null)"
+
+    def is_string(self, n: str) -> str:
+        return f"{n}__type = 'STRING'"
+
+    def is_number(self, n: str) -> str:
+        return (f"({n}__type not in ('STRING', 'BOOLEAN') and {n}__type not like 'OBJECT%'"
+                f" and {n}__type not like 'ARRAY%')")  # fmt: skip
+
+    def is_integer(self, n: str) -> str:
+        integral = ", ".join(f"'{t}'" for t in INTEGRAL_VARIANT_TYPES)
+        return (f"({n}__type in ({integral}) or ({n}__type rlike '^DECIMAL\\\\([0-9]+,0\\\\)$'"
+                f" and get_json_object(line, '$.{n}') rlike '^-?[0-9]+$'"
+                f" and try_variant_get({n}__raw, '$', 'decimal(38,0)')"
+                f" between {INT64_MIN} and {UINT64_MAX}))")  # fmt: skip
+
+    def is_token(self, n: str) -> str:
+        integral = ", ".join(f"'{t}'" for t in INTEGRAL_VARIANT_TYPES)
+        return f"({n}__type in ({integral}) and variant_get({n}__raw, '$', 'bigint') >= 0)"
+
+    def is_string_object(self, n: str) -> str:
+        return (f"({n}__type like 'OBJECT%' and coalesce(forall(map_values(try_variant_get("
+                f"{n}__raw, '$', 'map<string,variant>')), x -> schema_of_variant(x) = 'STRING'),"
+                " false))")  # fmt: skip
+
+    def timestamp(self, n: str) -> str:
+        # Spark's cast wants seconds and an offset with minutes; the format was checked first
+        # (and as DuckDB's, it takes no lower-case t or z)
+        x = f"{n}__text"
+        no_seconds = r"^([0-9-]{10}[T ][0-9]{2}:[0-9]{2})([Z+-]|$)"
+        x = f"regexp_replace({x}, {self.lit(no_seconds)}, '$1:00$2')"
+        x = f"regexp_replace({x}, {self.lit(r'([+-][0-9]{2})$')}, '$1:00')"
+        return f"try_cast({x} as timestamp)"
+
+    def json_text(self, n: str) -> str:
+        return f"coalesce({n}__json, '{{}}')"
+
+    def fields(self, lines: str, fields: list[str], str_fields: list[str]) -> str:
+        ws = self.lit(WHITESPACE)
+        raw_columns = ", ".join(
+            f"case when not is_variant_null({n}__v) then {n}__v end as {n}__raw" for n in fields
+        )
+        text_columns = ", ".join(
+            f"case when {n}__type = 'STRING' then variant_get({n}__raw, '$', 'string') "
+            f"else to_json({n}__raw) end as {n}__text"
+            for n in fields
+        )
+        return f"""
+    parsed as (
+        select
+            file_id, partition_hour, line_number, line, read_error,
+            -- one JSON value and nothing after it (try_parse_json reads the first value of
+            -- '{...} x' or of two objects glued together; a JSON array of the line does not)
+            case when read_error is null and json_array_length('[' || line || ']') = 1
+                then try_parse_json(line) end as v
+        from (
+            select
+                file_id, partition_hour, line_number, line,
+                coalesce(read_error,
+                    case when octet_length(line) > {MAX_LINE_BYTES} then 'line_too_long' end)
+                    as read_error
+            from {lines}
+        ) as l
+    ),
+    field_values as (
+        select *, {", ".join(f"variant_get(v, '$.{n}') as {n}__v" for n in fields)}
+        from parsed
+    ),
+    fields as (
+        select
+            file_id, partition_hour, line_number, line, read_error,
+            v is not null as is_json,
+            v is not null and line rlike '^[ \\\\t\\\\n\\\\r]*[{{]' as is_object,
+            -- a JSON null is SQL NULL: absent
+            {raw_columns}
+        from field_values
+    ),
+    typed_fields as (
+        select *, {", ".join(f"schema_of_variant({n}__raw) as {n}__type" for n in fields)}
+        from fields
+    ),
+    texts as (
+        select
+            *,
+            {text_columns},
+            -- the tags as written (key order, repeats), for the duplicate-key rule and the column
+            case when tags__type like 'OBJECT%' then get_json_object(line, '$.tags') end
+                as tags__json
+        from typed_fields
+    ),
+    trimmed as (
+        select *, {", ".join(f"trim(BOTH {ws} FROM {n}__text) as {n}__trim" for n in str_fields)}
+        from texts
+    )"""
+
+    def duplicate_key(self, n_present: str) -> str:
+        return f"""case when not is_object then false
+                when size(json_object_keys(line)) <> {n_present}
+                    and size(json_object_keys(line))
+                        <> size(array_distinct(json_object_keys(line))) then true
+                when tags__json is not null
+                    then size(json_object_keys(tags__json))
+                        <> size(array_distinct(json_object_keys(tags__json)))
+                else false
+            end"""
+
+
+ENGINES = {"duckdb": DuckDB(), "spark": Spark()}
+
+
+def validate_sql(
+    now: datetime, lines: str = "lines", engine: str = "duckdb", with_line: bool = False
+) -> str:
     """The query that types every line of the relation `lines` (file_id, partition_hour,
     line_number, line, read_error) and gives each bad one its first reason, but
     duplicate_event_id (`duplicates_sql`). Rejected rows keep `raw_event_id` (as written) and
-    `raw_line`."""
+    `raw_line`.
+
+    The rules, their order and their details are written here once; `engine` ("duckdb" or
+    "spark") only says how a line's fields are read and how a few functions are spelled
+    (`DuckDB`, `Spark`). `with_line` keeps every line's text as `line` (the Spark load marks
+    duplicates from the same rows)."""
+    sql = ENGINES[engine]
     fields = list(WAREHOUSE_COLUMNS)
-    ws = "'" + WHITESPACE + "'"
-    structure = "{" + ", ".join(f'"{name}": "JSON"' for name in fields) + "}"
-
-    def raw(name: str) -> str:  # the field's JSON text, NULL when absent or null
-        return f'"{name}__raw"'
-
-    def present(name: str) -> str:
-        return f"({raw(name)} is not null)"
-
-    def first(name: str) -> str:
-        return f"ascii({raw(name)})"
-
-    def is_string(name: str) -> str:
-        return f"{first(name)} = {QUOTE}"
-
-    def is_number(name: str) -> str:
-        return f"{first(name)} not in ({QUOTE}, {BRACE}, {BRACKET}, {TRUE}, {FALSE})"
-
-    def is_integer(name: str) -> str:  # what json_type calls BIGINT or UBIGINT
-        return (f"(regexp_full_match({raw(name)}, '-?[0-9]+') and try_cast({raw(name)} as hugeint)"
-                f" between {INTEGER_RANGES['BIGINT'][0]} and {UINT64_MAX})")  # fmt: skip
+    present = sql.present
 
     def text(name: str) -> str:
-        return f'"{name}__text"'
-
-    def text_expr(name: str) -> str:  # a string's value (unescaped only when it has escapes)
-        x = raw(name)
-        return f"case when {is_string(name)} then {x} ->> '$' else {x} end"
+        return f"{name}__text"
 
     def trimmed(name: str) -> str:
-        return f'"{name}__trim"'
-
-    def trim_expr(name: str) -> str:  # trim() only when an end is whitespace: it is slow
-        x = text(name)
-        return (f"case when may_need_trim and (contains({ws}, left({x}, 1)) "
-                f"or contains({ws}, right({x}, 1))) then trim({x}, {ws}) else {x} end")  # fmt: skip
+        return f"{name}__trim"
 
     def in_range(name: str) -> str:  # the warehouse column's range (INTEGER_RANGES)
         return f"try_cast({text(name)} as {WAREHOUSE_COLUMNS[name]}) is not null"
@@ -134,29 +366,25 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
         return f"not {present(n)} or {trimmed(n) if n in str_fields else text(n)} = ''"
 
     wrong_type_rules = [
-        (str_fields, lambda n: f"{present(n)} and not {is_string(n)}"),
-        (token_fields + num_fields, lambda n: f"{present(n)} and not {is_number(n)}"),
-        (int_fields, lambda n: f"{present(n)} and not {is_integer(n)}"),
-        (["tags"], lambda n: f"{present(n)} "
-                             f"and not regexp_full_match({raw(n)}, '{STRING_OBJECT}')"),
+        (str_fields, lambda n: f"{present(n)} and not {sql.is_string(n)}"),
+        (token_fields + num_fields, lambda n: f"{present(n)} and not {sql.is_number(n)}"),
+        (int_fields, lambda n: f"{present(n)} and not {sql.is_integer(n)}"),
+        (["tags"], lambda n: f"{present(n)} and not {sql.is_string_object(n)}"),
     ]  # fmt: skip
 
     def bad_token(n: str) -> str:  # a JSON integer >= 0 within BIGINT
-        return (f"{present(n)} and not (regexp_full_match({raw(n)}, '[0-9]+') "
-                f"and try_cast({raw(n)} as bigint) is not null)")  # fmt: skip
+        return f"{present(n)} and not {sql.is_token(n)}"
 
     out_of_range = {n: f"({present(n)} and not {in_range(n)})" for n in int_fields}
-    # a key twice: json_keys lists every key, repeats included; when it has as many as the
-    # known fields present, each is there once and no unknown key can repeat
-    n_present = " + ".join(f"{present(n)}::int" for n in fields)
+    n_present = " + ".join(f"cast({present(n)} as int)" for n in fields)
 
     def typed(name: str) -> str:
         t = WAREHOUSE_COLUMNS[name]
         default = FIELD_DEFAULTS.get(name)
         if t == "TIMESTAMP":
-            return f"try_cast({text(name)} as timestamptz)::timestamp"
-        if t == "JSON":  # as text: DuckDB appends JSON columns of temp tables slowly
-            return f"coalesce({raw(name)}, '{{}}')"
+            return sql.timestamp(name)
+        if t == "JSON":
+            return sql.json_text(name)
         if t == "VARCHAR":
             value = trimmed(name)
             return f"coalesce(nullif({value}, ''), '{default}')" if default is not None else value
@@ -175,57 +403,11 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
     ts_offset = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)$"
     ts_local = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$"
     return f"""
-    with parsed as (
-        select
-            file_id, partition_hour, line_number, line, read_error,
-            -- the line's fields as JSON texts, in one parse; NULL when it is not JSON
-            case when read_error is null then try(json_transform(line, '{structure}')) end as s
-        from (
-            select
-                file_id, partition_hour, line_number, line,
-                coalesce(read_error,
-                    case when strlen(line) > {MAX_LINE_BYTES} then 'line_too_long' end)
-                    as read_error
-            from {lines}
-        )
-    ),
-    fields as (
-        select
-            file_id, partition_hour, line_number, line, read_error,
-            case when s is not null then true
-                when read_error is null then json_valid(line) else false end as is_json,
-            s is not null and regexp_matches(line, '^[ \\t\\n\\r]*[{{]') as is_object,
-            {", ".join(f's."{n}"::varchar as {raw(n)}' for n in fields)},
-            concat_ws('', {", ".join(f's."{n}"::varchar' for n in str_fields)}) as string_texts
-        from parsed
-    ),
-    texts as (
-        select
-            *,
-            {", ".join(f"{text_expr(n)} as {text(n)}" for n in fields)},
-            -- a string field's text can start or end with whitespace only when the JSON texts
-            -- of the string fields have an escape, a space by a quote, or non-ASCII text: one
-            -- cheap look at them all (the fields' own check follows only then)
-            contains(string_texts, '\\') or contains(string_texts, ' "')
-                or contains(string_texts, '" ') or strlen(string_texts) <> length(string_texts)
-                as may_need_trim
-        from fields
-    ),
-    trimmed as (
-        select *, {", ".join(f"{trim_expr(n)} as {trimmed(n)}" for n in str_fields)}
-        from texts
-    ),
+    with {sql.fields(lines, fields, str_fields)},
     typed as (
         select
             *,
-            case when not is_object then false  -- (a CASE: json_keys fails on what is not JSON)
-                when len(json_keys(line)) <> {n_present}
-                    and len(json_keys(line)) <> len(list_distinct(json_keys(line))) then true
-                when {first("tags")} = {BRACE} and len(json_keys({raw("tags")})) > 1
-                    then len(json_keys({raw("tags")}))
-                        <> len(list_distinct(json_keys({raw("tags")})))
-                else false
-            end as has_duplicate_key,
+            {sql.duplicate_key(n_present)} as has_duplicate_key,
             {any_of(REQUIRED_FIELDS, missing)} as is_missing,
             {" or ".join(f"({any_of(names, rule)})" for names, rule in wrong_type_rules)}
                 as is_wrong_type,
@@ -234,7 +416,7 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
         " or ".join(out_of_range[n] for n in int_fields if n != "schema_version") or "false"
     } as int_out_of_range,
             {present("schema_version")} and coalesce(
-                try_cast({text("schema_version")} as hugeint) <> {SCHEMA_VERSION}, true)
+                try_cast({text("schema_version")} as {sql.wide_int}) <> {SCHEMA_VERSION}, true)
                 as is_other_version,
             {", ".join(f"{typed(n)} as {n}" for n in fields)}
         from trimmed
@@ -245,7 +427,8 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
             case
                 when read_error is not null then read_error
                 when not is_json then
-                    case when trim(line, {ws}) = '' then 'empty_line' else 'invalid_json' end
+                    case when {sql.trim("line", WHITESPACE)} = '' then 'empty_line'
+                        else 'invalid_json' end
                 when not is_object then 'not_an_object'
                 when has_duplicate_key then 'duplicate_key'
                 when is_missing then 'missing_required_field'
@@ -254,8 +437,8 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
                 when status not in ('ok', 'error') or int_out_of_range or attempt < 1
                     or latency_ms < 0 then 'invalid_value'
                 when is_other_version then 'unknown_schema_version'
-                when not regexp_matches({text("occurred_at")}, '{ts_offset}') then
-                    case when regexp_matches({text("occurred_at")}, '{ts_local}')
+                when not {sql.matches(text("occurred_at"), ts_offset)} then
+                    case when {sql.matches(text("occurred_at"), ts_local)}
                         then 'timestamp_without_offset' else 'timestamp_unparseable' end
                 when occurred_at is null then 'timestamp_unparseable'
                 {part_checks}
@@ -279,7 +462,7 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
                 || trim({names_of(token_fields, bad_token)})
             when 'invalid_value' then 'status=' || coalesce(status, 'null')
                 || ' attempt=' || coalesce({text("attempt")}, 'null')
-                || ' latency_ms=' || coalesce(latency_ms::varchar, 'null')
+                || ' latency_ms=' || coalesce(cast(latency_ms as {sql.text_type}), 'null')
             when 'unknown_schema_version' then 'schema_version=' || {text("schema_version")}
             when 'timestamp_without_offset' then 'occurred_at=' || {text("occurred_at")}
             when 'timestamp_unparseable' then 'occurred_at='
@@ -293,7 +476,7 @@ def validate_sql(now: datetime, lines: str = "lines") -> str:
         end as reason_detail,
         case when reason is not null then {text("event_id")} end as raw_event_id,
         case when reason is not null then left(line, {MAX_STORED_LINE_CHARS}) end as raw_line,
-        {", ".join(fields)}
+        {", ".join(fields + (["line"] if with_line else []))}
     from checked
     """
 
@@ -349,4 +532,53 @@ def duplicates_sql(batch: str, validated: str, files: str) -> str:
     select file_id, line_number, 'first seen in ' || first_seen from repeated
     where seen > 1 and event_id not in (select event_id from held)
         and event_id not in (select event_id from earlier)
+    """
+
+
+def spark_duplicates_sql(
+    validated: str,
+    files: str,
+    window: tuple[datetime, datetime],
+    keep: list[datetime],
+    horizon: tuple[datetime, datetime],
+) -> str:
+    """`duplicates_sql` for the Spark load, which validates its window in one batch: every line
+    of an event that raw.llm_calls holds outside the window (or in its kept hours) within the
+    horizon, and every line but the first of an event seen twice in the load (first =
+    earliest hour, then file, then line). The same details as DuckDB's."""
+
+    def ts(at: datetime) -> str:
+        return f"timestamp '{at:%Y-%m-%d %H:%M:%S}'"
+
+    kept = f"partition_hour in ({', '.join(map(ts, keep))})" if keep else "false"
+    return f"""
+    with ok as (
+        select v.file_id, v.line_number, v.partition_hour, f.source_file, v.event_id
+        from {validated} as v join {files} as f on v.file_id = f.file_id
+        where v.reason is null
+    ),
+    held as (
+        select event_id, min(partition_hour) as held_hour, min(source_file) as held_file
+        from raw.llm_calls
+        where partition_hour >= {ts(horizon[0])} and partition_hour < {ts(horizon[1])}
+            and (partition_hour < {ts(window[0])} or partition_hour >= {ts(window[1])}
+                 or {kept})
+            and event_id in (select event_id from ok)
+        group by 1
+    ),
+    repeated as (
+        select ok.*,
+            row_number() over same_id as seen,
+            first_value(source_file || ' line ' || line_number) over same_id as first_seen
+        from ok
+        where event_id in (select event_id from ok group by 1 having count(*) > 1)
+        window same_id as (partition by event_id order by partition_hour, source_file, line_number)
+    )
+    select ok.file_id, ok.line_number, 'already loaded in hour '
+        || date_format(held.held_hour, 'yyyy-MM-dd HH:00') || ' (' || held.held_file || ')'
+        as reason_detail
+    from ok join held using (event_id)
+    union all
+    select file_id, line_number, 'first seen in ' || first_seen from repeated
+    where seen > 1 and event_id not in (select event_id from held)
     """
