@@ -114,7 +114,7 @@ def materialize_range(
     began = time.monotonic()
     wait_for_writers(instance, console)
 
-    selection = pipeline_selection(instance, p.warehouse.exists())
+    selection = pipeline_selection(instance, p.built)
     days = partition_keys(start, end)
     run_id = str(uuid.uuid4())
     tags = {

@@ -40,6 +40,14 @@ class Paths:
         return self.home / "spark"
 
     @property
+    def built(self) -> bool:
+        """Whether the warehouse of the current target exists (a DuckDB file, or the Spark
+        catalog)."""
+        if target() == "spark":
+            return (self.spark / "metastore_db").exists()
+        return self.warehouse.exists()
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 

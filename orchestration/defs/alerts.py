@@ -23,7 +23,7 @@ from orchestration.defs.project import WRITES_WAREHOUSE
 from orchestration.defs.resources import SpendwatchHome
 from orchestration.lib.alerting.dispatch import pending_work, run_alerts
 from orchestration.lib.alerting.routing import RoutingError
-from spendwatch.config import alert_settings
+from spendwatch.config import alert_settings, target
 from spendwatch.warehouse import WarehouseBusy, WarehouseMissing
 
 #: The union of the detectors, as the dbt translator names it (`marts/anomalies`).
@@ -36,6 +36,11 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
+
+
+#: Alert delivery keeps its state (ops.alert_deliveries) in the DuckDB warehouse and reads
+#: marts.anomalies there; on the spark target it does not run yet (docs/architecture.md).
+SPARK_SKIP = "alerts are delivered from the DuckDB warehouse; not on the spark target yet"
 
 
 @dg.op(out=dg.Out(dg.Nothing), description="Deliver every due alert; record each delivery.")
@@ -73,6 +78,8 @@ def alerts_job() -> None:
     description="New rows in marts/anomalies → an alerts run (one per pipeline run).",
 )
 def alerts_on_anomalies(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    if target() == "spark":
+        return dg.SkipReason(SPARK_SKIP)
     source = asset_event.run_id or f"event-{asset_event.timestamp:.0f}"
     return dg.RunRequest(
         run_key=f"anomalies:{source}",
@@ -87,6 +94,8 @@ def alerts_on_anomalies(context: dg.SensorEvaluationContext, asset_event: dg.Eve
     description="Alerts due for a retry (or never planned) → an alerts run.",
 )
 def alert_backlog(context: dg.SensorEvaluationContext, spendwatch: SpendwatchHome):
+    if target() == "spark":
+        return dg.SkipReason(SPARK_SKIP)
     busy = context.instance.get_runs(dg.RunsFilter(statuses=IN_FLIGHT), limit=5)
     writers = sorted({r.job_name for r in busy})
     if writers:

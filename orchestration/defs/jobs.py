@@ -71,7 +71,7 @@ def pipeline_request(
     return dg.RunRequest(
         run_key=run_key,
         partition_key=key,
-        asset_selection=pipeline_selection(instance, spendwatch.paths().warehouse.exists()),
+        asset_selection=pipeline_selection(instance, spendwatch.paths().built),
         tags={**window_tags(start, end), **(tags or {})},
     )
 

@@ -60,7 +60,8 @@ def run_in_spark(function: str, home: Path, **kwargs: Any) -> Any:
     """Call `function` ("package.module:name", called as name(spark, home, **kwargs) and
     returning something JSON can write) in a Python process of its own with a Spark session on
     `home`, and return its result. The process exits afterwards, releasing the metastore.
-    Its output goes to this process's stderr; a failure raises with the child's last lines."""
+    What the function has to say comes back in its result (Spark's own chatter is dropped); a
+    failure raises with the child's last lines of output."""
     command = [sys.executable, "-m", "orchestration.lib.spark", function, str(home)]
     proc = subprocess.run(
         command,

@@ -16,7 +16,14 @@ from orchestration.defs.assets.dbt import CHECK_RESULTS, INGEST_ASSET
 from orchestration.defs.assets.raw import check_result
 from orchestration.defs.project import PARTITIONS, run_window
 from orchestration.defs.resources import SpendwatchHome
-from orchestration.lib.quality import SuiteOutcome, recorded_outcome, run_fct_suite
+from orchestration.lib.quality import (
+    SuiteOutcome,
+    outcome_from_dict,
+    recorded_outcome,
+    run_fct_suite,
+)
+from orchestration.lib.spark import run_in_spark
+from spendwatch.config import target
 
 FCT_LLM_CALLS = dg.AssetKey(["marts", "fct_llm_calls"])
 MODEL_HOURS = dg.AssetKey(["marts", "agg_hourly_model_cost"])
@@ -31,7 +38,7 @@ FCT_SUITE = "fct_llm_calls"
     # the ingest's raw suites write here too; the marts suite counts with the model mart's
     # priced_calls, not the calls again
     deps=[INGEST_ASSET, FCT_LLM_CALLS, MODEL_HOURS],
-    kinds={"great_expectations", "duckdb"},
+    kinds={"great_expectations", "duckdb", "spark"},
     description="One row per data-quality expectation and hour (ops.check_results): the raw "
     "suites written by the ingest, and the GX suite expectations/fct_llm_calls.json run here "
     "over the hourly model mart's priced_calls / calls (at least 99 % of each hour's calls "
@@ -41,7 +48,19 @@ def check_results(
     context: dg.AssetExecutionContext, spendwatch: SpendwatchHome
 ) -> dg.MaterializeResult:
     start, end = run_window(context.run.tags, context.partition_time_window)
-    outcome = run_fct_suite(spendwatch.paths().warehouse, start, end, datetime.now(UTC))
+    p = spendwatch.paths()
+    if target() == "spark":
+        outcome = outcome_from_dict(
+            run_in_spark(
+                "orchestration.lib.quality:run_fct_suite_spark",
+                p.home,
+                start=start.isoformat(),
+                end=end.isoformat(),
+                now=datetime.now(UTC).isoformat(),
+            )
+        )
+    else:
+        outcome = run_fct_suite(p.warehouse, start, end, datetime.now(UTC))
     failed = [o.check_name for o in outcome.failed]
     if failed:
         context.log.warning(f"{FCT_SUITE} suite: {len(failed)} expectation(s) failed: {failed}")
@@ -67,7 +86,19 @@ def priced_share(
     context: dg.AssetCheckExecutionContext, spendwatch: SpendwatchHome
 ) -> dg.AssetCheckResult:
     start, end = run_window(context.run.tags, _partitions_window(context))
-    outcome: SuiteOutcome = recorded_outcome(spendwatch.paths().warehouse, FCT_SUITE, start, end)
+    p = spendwatch.paths()
+    if target() == "spark":
+        outcome: SuiteOutcome = outcome_from_dict(
+            run_in_spark(
+                "orchestration.lib.quality:recorded_outcome_spark",
+                p.home,
+                suite=FCT_SUITE,
+                start=start.isoformat(),
+                end=end.isoformat(),
+            )
+        )
+    else:
+        outcome = recorded_outcome(p.warehouse, FCT_SUITE, start, end)
     return check_result(outcome, "priced_share", asset_key=FCT_LLM_CALLS)
 
 

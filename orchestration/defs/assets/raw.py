@@ -10,7 +10,11 @@ from pydantic import Field
 from orchestration.defs.project import PARTITIONS, run_window
 from orchestration.defs.resources import SpendwatchHome
 from orchestration.lib.ingest import connect, load_window
-from orchestration.lib.quality import SuiteOutcome, run_raw_suites
+from orchestration.lib.ingest.load import RECONCILE_SQL, RECONCILE_TOTALS_SQL
+from orchestration.lib.ingest.spark_load import load_result
+from orchestration.lib.quality import SuiteOutcome, outcome_from_dict, run_raw_suites
+from orchestration.lib.spark import run_in_spark
+from spendwatch.config import target
 
 RAW_SUITES = {"raw_load_hours": "telemetry_completeness"}
 
@@ -58,7 +62,7 @@ def allow_empty_reload(config: RawLoadConfig) -> bool:
     group_name="ingest",
     partitions_def=PARTITIONS,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    kinds={"duckdb", "python"},
+    kinds={"duckdb", "spark", "python"},
     check_specs=[
         dg.AssetCheckSpec(
             "telemetry_completeness",
@@ -80,7 +84,22 @@ def raw_llm_calls(
 ):
     start, end = run_window(context.run.tags, context.partition_time_window)
     p = spendwatch.paths()
-    result = load_window(p.warehouse, p.landing, start, end, allow_empty=allow_empty_reload(config))
+    if target() == "spark":  # the Spark load and the raw suites, in one Spark process
+        done = run_in_spark(
+            "orchestration.lib.spark_steps:ingest",
+            p.home,
+            start=start.isoformat(),
+            end=end.isoformat(),
+            now=datetime.now(UTC).isoformat(),
+            allow_empty=allow_empty_reload(config),
+        )
+        result = load_result(done["load"])
+        outcomes = [outcome_from_dict(o) for o in done["suites"]]
+    else:
+        result = load_window(
+            p.warehouse, p.landing, start, end, allow_empty=allow_empty_reload(config)
+        )
+        outcomes = None
     for warning in result.warnings():
         context.log.warning(warning)
     context.log.info(
@@ -102,7 +121,9 @@ def raw_llm_calls(
             "quarantined_files": dg.MetadataValue.json(result.file_errors),
         }
     )
-    for outcome in run_raw_suites(p.warehouse, start, end, datetime.now(UTC)):
+    if outcomes is None:
+        outcomes = run_raw_suites(p.warehouse, start, end, datetime.now(UTC))
+    for outcome in outcomes:
         yield check_result(outcome, RAW_SUITES[outcome.suite])
 
 
@@ -114,34 +135,17 @@ def raw_llm_calls(
     "hold exactly those rows.",
 )
 def lines_reconcile(spendwatch: SpendwatchHome) -> dg.AssetCheckResult:
-    con = connect(spendwatch.paths().warehouse)
-    try:
-        mismatched = con.execute(
-            """
-            with tables as (
-                select source_file, count(*) as n, 0 as r from raw.llm_calls group by 1
-                union all
-                select source_file, 0, count(*) from raw.llm_calls_rejected group by 1
-            ),
-            found as (
-                select source_file, sum(n) as loaded, sum(r) as rejected
-                from tables group by 1
-            )
-            select log.source_file, log.lines, log.loaded, log.rejected,
-                coalesce(found.loaded, 0), coalesce(found.rejected, 0)
-            from raw.load_log as log
-            left join found using (source_file)
-            where log.lines <> log.loaded + log.rejected
-                or log.loaded <> coalesce(found.loaded, 0)
-                or log.rejected <> coalesce(found.rejected, 0)
-            limit 20
-            """
-        ).fetchall()
-        files, lines = con.execute(
-            "select count(*), coalesce(sum(lines), 0) from raw.load_log"
-        ).fetchone()
-    finally:
-        con.close()
+    p = spendwatch.paths()
+    if target() == "spark":
+        found = run_in_spark("orchestration.lib.spark_steps:reconcile", p.home)
+        mismatched, files, lines = found["mismatched"], *found["totals"]
+    else:
+        con = connect(p.warehouse)
+        try:
+            mismatched = con.execute(RECONCILE_SQL).fetchall()
+            files, lines = con.execute(RECONCILE_TOTALS_SQL).fetchone()
+        finally:
+            con.close()
     return dg.AssetCheckResult(
         passed=not mismatched,
         metadata={

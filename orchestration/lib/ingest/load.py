@@ -92,6 +92,30 @@ alter table raw.load_log add column if not exists file_error varchar;
 """
 
 
+#: Files whose lines do not reconcile: lines read <> loaded + rejected, or the raw tables hold
+#: other counts than the load log says (SQL both engines run).
+RECONCILE_SQL = """
+with tables as (
+    select source_file, count(*) as n, 0 as r from raw.llm_calls group by 1
+    union all
+    select source_file, 0, count(*) from raw.llm_calls_rejected group by 1
+),
+found as (
+    select source_file, sum(n) as loaded, sum(r) as rejected
+    from tables group by 1
+)
+select log.source_file, log.lines, log.loaded, log.rejected,
+    coalesce(found.loaded, 0), coalesce(found.rejected, 0)
+from raw.load_log as log
+left join found using (source_file)
+where log.lines <> log.loaded + log.rejected
+    or log.loaded <> coalesce(found.loaded, 0)
+    or log.rejected <> coalesce(found.rejected, 0)
+limit 20
+"""
+RECONCILE_TOTALS_SQL = "select count(*), coalesce(sum(lines), 0) from raw.load_log"
+
+
 @dataclass(frozen=True)
 class LoadResult:
     start: datetime
