@@ -138,7 +138,7 @@ thresholded as (
 {%- endmacro %}
 
 {% macro spark__format_decimal(expression, digits) -%}
-    format_number(cast({{ expression }} as double), {{ digits }})
+    format_string('%.{{ digits }}f', cast({{ expression }} as double))
 {%- endmacro %}
 
 {#- '14:00' and 'Friday 14:00' -#}

@@ -271,7 +271,7 @@
     {%- if center == 'mean' -%}
     avg({{ expression }}) over ({{ frame }})
     {%- else -%}
-    percentile_approx({{ expression }}, 0.5) over ({{ frame }})
+    percentile({{ expression }}, 0.5) over ({{ frame }})
     {%- endif -%}
 {%- endmacro %}
 
@@ -284,7 +284,7 @@
 {%- endmacro %}
 
 {% macro spark__window_quantile(expression, frame, quantile) -%}
-    percentile_approx({{ expression }}, {{ quantile }}) over ({{ frame }})
+    percentile({{ expression }}, {{ quantile }}) over ({{ frame }})
 {%- endmacro %}
 
 {#- The default kinds and metrics of the hourly marts, in one place; the vars are validated. -#}
