@@ -36,7 +36,7 @@ demo: $(MANIFEST)
 	$(BIN)/spendwatch demo
 
 test: $(MANIFEST) $(CHROMIUM)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=5
 
 # The same landing files built on DuckDB and on Spark (SPENDWATCH_TARGET=spark), every table
 # compared (tests/test_spark_target.py); `make test` runs it too.

@@ -19,6 +19,23 @@ pytest_plugins = ["alert_support"]
 def _quiet_tools() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    os.environ.pop("SPENDWATCH_TARGET", None)  # each test says which engine it builds on
+
+
+#: test modules that take minutes (Spark), longest first
+SLOW_MODULES = ("test_spark_target.py", "test_spark_load.py", "test_spark_quality.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slowest modules first: `make test` hands whole files to its two workers in
+    collection order (xdist's loadfile), so the Spark builds run beside the other modules
+    instead of alone at the end."""
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return SLOW_MODULES.index(name) if name in SLOW_MODULES else len(SLOW_MODULES)
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
