@@ -35,15 +35,14 @@ manifest: $(MANIFEST)
 demo: $(MANIFEST)
 	$(BIN)/spendwatch demo
 
-# The Spark load's and suites' own corpora (tests/test_spark_load.py, test_spark_quality.py, a
-# few minutes of Spark) run in `make test-spark`; `make test` runs the engine comparison.
+# The Spark tests (marked spark: about 12 minutes of local Spark on 2 cores) run in
+# `make test-spark`: with them `make test` took 20-22 minutes here (docs/architecture.md).
 test: $(MANIFEST) $(CHROMIUM)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=5 \
-		--ignore=tests/test_spark_load.py --ignore=tests/test_spark_quality.py
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=5 -m "not spark"
 
 # The same landing files built on DuckDB and on Spark (SPENDWATCH_TARGET=spark), every table
-# compared (tests/test_spark_target.py, which `make test` runs too), then the Spark load's and
-# the suites' corpora on both engines
+# compared (tests/test_spark_target.py), then the Spark load's and the suites' corpora on both
+# engines
 test-spark: $(MANIFEST)
 	$(BIN)/python -m pytest -q -s -m spark tests/test_spark_target.py tests/test_spark_load.py tests/test_spark_quality.py
 
