@@ -22,24 +22,6 @@ def _quiet_tools() -> None:
     os.environ.pop("SPENDWATCH_TARGET", None)  # each test says which engine it builds on
 
 
-#: the module that takes longest (two warehouses built, one on Spark), and the other Spark ones
-LONGEST = "test_spark_target.py"
-SPARK_MODULES = ("test_spark_load.py", "test_spark_quality.py")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`make test` hands whole files to its two workers in collection order (xdist's loadfile;
-    the first few files go to the first worker as one batch). The longest module goes first, so
-    it runs beside the others instead of alone at the end; the other Spark modules go last, so
-    they do not queue behind it on the same worker."""
-
-    def rank(item: pytest.Item) -> int:
-        name = item.path.name
-        return 0 if name == LONGEST else 2 if name in SPARK_MODULES else 1
-
-    items.sort(key=rank)
-
-
 @pytest.fixture(scope="session")
 def dbt_manifest() -> Path:
     """The manifest `make manifest` wrote (`make test` runs it first, and re-parses when the dbt
