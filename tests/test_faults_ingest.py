@@ -334,7 +334,7 @@ def test_item7_the_token_part_rule_is_one_definition() -> None:
         CallEvent.model_validate(event("x", cache_read_tokens=90, cache_write_tokens=20))
     start = int(HOUR.timestamp() * 1e9)
     mapped, _ = span_to_event({
-        "traceId": "t" * 32, "spanId": "s" * 16, "startTimeUnixNano": str(start),
+        "traceId": "7" * 32, "spanId": "5" * 16, "startTimeUnixNano": str(start),
         "attributes": [
             {"key": "gen_ai.provider.name", "value": {"stringValue": "anthropic"}},
             {"key": "gen_ai.request.model", "value": {"stringValue": "claude-3-5-haiku"}},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from spendwatch.cli import main
 from spendwatch.landing import ALL_FILES, hour_dir
 from spendwatch.otel import import_otel
+from spendwatch.otel.otlp import hex_id
 from spendwatch.schema import CallEvent
 
 T0 = 1_741_651_200_000_000_000  # 2025-03-11T00:00:00Z in nanoseconds
@@ -169,7 +171,9 @@ def test_genai_spans_become_call_events(tmp_path, export_file):
     assert chat.occurred_at == datetime(2025, 3, 11, 0, 0, 0, 10_000, tzinfo=UTC)
     assert chat.latency_ms == pytest.approx(1234.0)
     assert chat.status == "ok"
-    assert chat.tags == {"source": "otel", "operation": "chat"}
+    assert chat.tags == {
+        "source": "otel", "operation": "chat", "trace_id": TRACE_A, "span_id": "a000000000000003"
+    }  # fmt: skip
 
     failed = events[TRACE_A + "a000000000000006"]
     assert (failed.status, failed.input_tokens, failed.output_tokens) == ("error", 0, 0)
@@ -222,3 +226,63 @@ def test_cli_reports_counts_and_bad_files(tmp_path, export_file, capsys):
     assert "bad.json" in out.err and "resourceSpans" in out.err
     assert len(read_landing(home)) == 4
     assert main(["import-otel", str(export_file), "--home", str(home)]) == 0
+
+
+def protobuf_json_form(document: dict) -> dict:
+    """The same export as protobuf's JSON mapping writes it (MessageToJson): ids in base64, enums
+    by name; the test export above is the Collector's form (hex ids, enum numbers)."""
+    kinds = {1: "SPAN_KIND_INTERNAL", 2: "SPAN_KIND_SERVER", 3: "SPAN_KIND_CLIENT"}
+    codes = {0: "STATUS_CODE_UNSET", 1: "STATUS_CODE_OK", 2: "STATUS_CODE_ERROR"}
+    out = json.loads(json.dumps(document))
+    for resource_spans in out["resourceSpans"]:
+        for scope_spans in resource_spans["scopeSpans"]:
+            for s in scope_spans["spans"]:
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if s[key]:
+                        s[key] = base64.b64encode(bytes.fromhex(s[key])).decode()
+                s["kind"] = kinds[s["kind"]]
+                if "code" in s["status"]:
+                    s["status"]["code"] = codes[s["status"]["code"]]
+    return out
+
+
+def test_one_span_exported_both_ways_is_one_event(tmp_path):
+    collector, protobuf = export(), protobuf_json_form(export())
+    chat = protobuf["resourceSpans"][0]["scopeSpans"][0]["spans"][2]
+    assert chat["traceId"] == "W47/95gDgQPSabYzgT/GDA==" and chat["spanId"] == "oAAAAAAAAAM="
+    (tmp_path / "collector.json").write_text(json.dumps(collector))
+    (tmp_path / "sdk.json").write_text(json.dumps(protobuf))
+    home_a, home_b = tmp_path / "a", tmp_path / "b"
+    import_otel([tmp_path / "collector.json"], home_a)
+    stats = import_otel([tmp_path / "sdk.json"], home_b)
+    # the agent span is still recognised as its chat span's parent through base64 parent ids
+    assert stats["skipped_by_reason"]["agent_span_with_model_call_children"] == 1
+    a, b = read_landing(home_a), read_landing(home_b)
+    assert set(a) == set(b) and len(a) == 4
+    assert {e.model_dump_json() for e in a.values()} == {e.model_dump_json() for e in b.values()}
+    failed = b[TRACE_A + "a000000000000006"]
+    assert failed.status == "error"  # STATUS_CODE_ERROR by name
+    assert (failed.tags["trace_id"], failed.tags["span_id"]) == (TRACE_A, "a000000000000006")
+
+
+@pytest.mark.parametrize(
+    ("value", "size", "expected"),
+    [
+        ("5B8EFFF798038103D269B633813FC60C", 16, TRACE_A),
+        ("W47/95gDgQPSabYzgT/GDA==", 16, TRACE_A),
+        ("W47_95gDgQPSabYzgT_GDA", 16, TRACE_A),  # url-safe, unpadded
+        ("oAAAAAAAAAM=", 8, "a000000000000003"),
+        ("a000000000000003", 8, "a000000000000003"),
+    ],
+)
+def test_ids_decode_to_lower_case_hex(value, size, expected):
+    assert hex_id(value, size) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("abc", "neither 16 hex digits nor base64 of 8 bytes"), ("AAAAAAAAAAA=", "all zeros")],
+)
+def test_bad_ids_are_refused_with_the_reason(value, message):
+    with pytest.raises(ValueError, match=message):
+        hex_id(value, 8, "spanId")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from spendwatch.otel.otlp import attributes, field, spans
+from spendwatch.otel.otlp import attributes, field, hex_id, spans, status_code
 from spendwatch.schema import CallEvent, token_parts_exceeding
 from spendwatch.tracker.usage import service_tier, token_count, token_fields
 
@@ -84,8 +84,15 @@ def _time(nanos: Any) -> datetime | None:
 
 
 def _is_error(span: dict) -> bool:
-    code = (field(span, "status") or {}).get("code")
-    return code in (2, "2", "STATUS_CODE_ERROR")
+    return status_code(span) == 2
+
+
+def span_key(span: dict) -> tuple[str, str]:
+    """(trace id, span id) in lower-case hex, whichever way the export wrote them."""
+    return (
+        hex_id(field(span, "traceId"), 16, "traceId"),
+        hex_id(field(span, "spanId"), 8, "spanId"),
+    )
 
 
 def span_to_event(span: dict, resource: dict) -> tuple[dict | None, str | None]:
@@ -106,7 +113,7 @@ def span_to_event(span: dict, resource: dict) -> tuple[dict | None, str | None]:
         return None, "no_model"
     if provider is None:
         return None, "no_provider"
-    trace_id, span_id = field(span, "traceId"), field(span, "spanId")
+    trace_id, span_id = span_key(span)
     if not trace_id or not span_id:
         return None, "no_span_id"
 
@@ -158,8 +165,10 @@ def span_to_event(span: dict, resource: dict) -> tuple[dict | None, str | None]:
             if key.startswith("spendwatch.tags.") and value is not None
         }
     )
+    # the ids as the user's tracing backend shows them: a cost row leads back to its trace
+    tags.update({"trace_id": trace_id, "span_id": span_id})
     event = {
-        "event_id": f"{trace_id}{span_id}".lower(),
+        "event_id": f"{trace_id}{span_id}",
         "occurred_at": start,
         "provider": _PROVIDERS.get(provider, provider),
         "model": str(model),
@@ -188,11 +197,12 @@ def events_of(requests: list[dict], skipped: Counter) -> tuple[list[CallEvent], 
     parent: dict[tuple[str, str], str] = {}
     converted: list[tuple[tuple[str, str], dict | None, str | None, str | None]] = []
     for span, resource in found:
-        key = (str(field(span, "traceId") or ""), str(field(span, "spanId") or ""))
-        parent[key] = str(field(span, "parentSpanId") or "")
         try:
+            key = span_key(span)
+            parent[key] = hex_id(field(span, "parentSpanId"), 8, "parentSpanId")
             fields, reason = span_to_event(span, resource)
         except (TypeError, ValueError) as exc:
+            key = (str(field(span, "traceId") or ""), str(field(span, "spanId") or ""))
             fields, reason = None, f"invalid: {exc}"
         converted.append((key, fields, reason, (fields or {}).get("tags", {}).get("operation")))
 

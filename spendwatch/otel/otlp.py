@@ -3,12 +3,15 @@ their spans with plain attribute dicts. Knows nothing of GenAI or call events.""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gzip
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["attributes", "field", "read_requests", "spans"]
+__all__ = ["attributes", "field", "hex_id", "read_requests", "spans", "status_code"]
 
 
 def field(obj: dict, camel: str) -> Any:
@@ -17,6 +20,52 @@ def field(obj: dict, camel: str) -> Any:
         return obj[camel]
     snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
     return obj.get(snake)
+
+
+_HEX = re.compile(r"[0-9a-fA-F]*")
+#: Span status codes: the enum's names (protobuf's JSON mapping) and numbers (the Collector's).
+_STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+
+
+def hex_id(value: Any, size: int, name: str = "id") -> str:
+    """A trace id (`size` 16) or span id (8) as the spec writes it: lower-case hex.
+
+    The OTLP/JSON spec and the Collector's file exporter write ids as hex; protobuf's JSON mapping
+    (`MessageToJson`, what SDK-side tools produce) writes the same bytes in base64. The two are
+    told apart by length (hex: 2 × size characters; base64: 4 × ceil(size / 3)), so an id reads
+    the same whichever way it was exported. "" (no parent) stays "". Raises ValueError otherwise.
+    """
+    if value is None or value == "":
+        return ""
+    text = str(value).strip()
+    if len(text) == 2 * size and _HEX.fullmatch(text):
+        raw = bytes.fromhex(text)
+    else:
+        try:
+            padded = text + "=" * (-len(text) % 4)
+            raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != size:
+            raise ValueError(
+                f"{name} {text!r} is neither {2 * size} hex digits nor base64 of {size} bytes"
+            )
+    if not any(raw):
+        raise ValueError(f"{name} is all zeros (an invalid id in OpenTelemetry)")
+    return raw.hex()
+
+
+def status_code(span: dict) -> int:
+    """The span's status code as a number (0 unset, 1 ok, 2 error), from a name or a number."""
+    code = (field(span, "status") or {}).get("code")
+    if code in (None, ""):
+        return 0
+    if isinstance(code, str) and code.upper() in _STATUS_CODES:
+        return _STATUS_CODES[code.upper()]
+    try:
+        return int(code)
+    except (TypeError, ValueError):
+        raise ValueError(f"status code {code!r} is not a StatusCode name or number") from None
 
 
 def _any_value(value: Any) -> Any:
