@@ -10,6 +10,7 @@ from orchestration.defs.assets.dbt import spendwatch_dbt_reference, spendwatch_d
 from orchestration.defs.assets.raw import lines_reconcile, raw_llm_calls
 from orchestration.defs.assets.report import spend_report
 from orchestration.defs.jobs import hourly_pipeline, hourly_schedule, reference_data
+from orchestration.defs.otel import otel_exports
 from orchestration.defs.resources import build_resources
 from orchestration.defs.sensors import late_landing_files
 
@@ -24,7 +25,7 @@ defs = dg.Definitions(
     asset_checks=[lines_reconcile, priced_share],
     jobs=[hourly_pipeline, reference_data, alerts_job],
     schedules=[hourly_schedule],
-    sensors=[late_landing_files, alerts_on_anomalies, alert_backlog],
+    sensors=[late_landing_files, otel_exports, alerts_on_anomalies, alert_backlog],
     resources=build_resources(),
     executor=dg.in_process_executor,
 )

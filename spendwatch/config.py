@@ -48,6 +48,13 @@ class Paths:
         return self.warehouse.exists()
 
     @property
+    def otel_exports(self) -> Path:
+        """The folder the OpenTelemetry Collector's file exporter writes to and the `otel_exports`
+        sensor follows: `$SPENDWATCH_OTEL_EXPORTS`, else `<home>/landing/otel`."""
+        chosen = os.environ.get("SPENDWATCH_OTEL_EXPORTS")
+        return Path(chosen).expanduser().resolve() if chosen else self.home / "landing" / "otel"
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 

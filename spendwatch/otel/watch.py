@@ -1,0 +1,207 @@
+"""Follow the OpenTelemetry Collector's `file` exporter: import what each export file gained since
+the last look, exactly once, however the Collector grows, rotates and compresses its files.
+
+The Collector writes one `ExportTraceServiceRequest` per line (`format: json`), or, with
+`compression: zstd`, each request zstd-compressed behind a 4-byte big-endian length. With
+`rotation` it renames the full file to `<name>-<timestamp>.<ext>` and starts a new one; an
+operator may gzip old files afterwards (logrotate). So a file is known by its content, not its
+name: its key is a digest of its first complete record, which renaming, gzip and growth keep.
+For each key the cursor holds the offset (into the uncompressed stream) up to which records were
+imported; a look imports the complete records after it and moves it on. A half-written last line
+(or a frame whose bytes have not all arrived) ends the look at the record before it and is taken
+next time. Keys whose files are gone (deleted by `max_backups`) are forgotten.
+
+The landing files of one look are named by the file's key and the offset the look started at
+(`otel-<key>-<offset>.jsonl`, per UTC hour) and written atomically: a look repeated after a crash
+between writing them and saving the cursor rewrites the same files rather than adding copies.
+
+Standard library only, but for zstd (`zstandard`, imported when a zstd file is met).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from spendwatch.landing import landing_file
+from spendwatch.otel.mapping import events_of
+from spendwatch.otel.otlp import field as otlp_field
+from spendwatch.schema import CallEvent
+
+__all__ = ["WatchResult", "read_records", "watch_exports"]
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass
+class Record:
+    start: int  # offset of the record in the (uncompressed) stream
+    end: int  # offset just past it
+    payload: bytes  # the JSON text of one ExportTraceServiceRequest
+
+
+@dataclass
+class WatchResult:
+    cursor: dict[str, Any]
+    hours: dict[datetime, int] = field(default_factory=dict)  # hour -> events landed in it
+    files: int = 0  # export files that had new records
+    records: int = 0
+    spans: int = 0
+    imported: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    written: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # files whose last record is incomplete
+
+
+def _stream(data: bytes) -> bytes:
+    """The file's bytes, gunzipped if gzip: as much as is there (a gzip still being written
+    gives what it has so far)."""
+    if data[:2] == _GZIP_MAGIC:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data)
+    return data
+
+
+def read_records(data: bytes) -> tuple[list[Record], bool]:
+    """The complete records of an export file's content, and whether an incomplete one follows.
+
+    JSON lines (`format: json`), or length-prefixed zstd frames (`compression: zstd`); either
+    may be gzipped as a whole. A binary `format: proto` file is refused with what to change.
+    """
+    stream = _stream(data)
+    if len(stream) >= 8 and stream[4:8] == _ZSTD_MAGIC:
+        return _frames(stream)
+    if stream[:1] not in (b"{", b"[", b" ", b"\n", b"\r", b"\t", b"\xef", b""):
+        raise ValueError(
+            "not OTLP/JSON: set `format: json` on the Collector's file exporter (spendwatch "
+            "reads JSON lines, optionally with `compression: zstd`)"
+        )
+    records, position = [], 0
+    while True:
+        newline = stream.find(b"\n", position)
+        if newline < 0:
+            break
+        line = stream[position:newline].strip()
+        if line:
+            records.append(Record(position, newline + 1, line))
+        position = newline + 1
+    return records, bool(stream[position:].strip())
+
+
+def _frames(stream: bytes) -> tuple[list[Record], bool]:
+    import zstandard
+
+    records, position = [], 0
+    decompressor = zstandard.ZstdDecompressor()
+    while position + 4 <= len(stream):
+        size = int.from_bytes(stream[position : position + 4], "big")
+        end = position + 4 + size
+        if end > len(stream):
+            break
+        frame = stream[position + 4 : end]
+        payload = decompressor.decompressobj().decompress(frame)
+        records.append(Record(position, end, payload))
+        position = end
+    return records, position < len(stream)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _exports(folder: Path) -> list[Path]:
+    """Export files, oldest first (rotated files before the one still written)."""
+    found = [
+        p for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and not p.name.endswith((".tmp", ".swp"))
+    ]  # fmt: skip
+    return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+
+def watch_exports(folder: Path, landing: Path, cursor: dict[str, Any] | None) -> WatchResult:
+    """Import what the export files under `folder` gained since `cursor` into `landing`.
+
+    Returns the new cursor (save it only after this returns), the UTC hours that got events and
+    the counts. A file that cannot be read or decoded is reported in `errors` and looked at again
+    next time; a record that is not an OTLP/JSON request is reported and passed over.
+    """
+    offsets: dict[str, dict[str, Any]] = dict((cursor or {}).get("files", {}))
+    result = WatchResult(cursor={})
+    present: set[str] = set()
+    unreadable: set[str] = set()
+    for path in _exports(folder) if folder.is_dir() else []:
+        try:
+            records, incomplete = read_records(path.read_bytes())
+        except (OSError, ValueError, zlib.error, EOFError) as exc:
+            result.errors.append(f"{path}: {exc}")
+            unreadable.add(path.name)
+            continue
+        except Exception as exc:  # zstandard.ZstdError: a damaged frame
+            result.errors.append(f"{path}: cannot decompress: {exc}")
+            unreadable.add(path.name)
+            continue
+        if incomplete:
+            result.waiting.append(path.name)
+        if not records:
+            continue
+        key = hashlib.sha256(records[0].payload).hexdigest()[:16]
+        present.add(key)
+        done = int(offsets.get(key, {}).get("offset", 0))
+        new = [r for r in records if r.start >= done]
+        if not new:
+            continue
+        requests = []
+        for record in new:
+            try:
+                request = json.loads(record.payload)
+                if not isinstance(request, dict) or otlp_field(request, "resourceSpans") is None:
+                    raise ValueError("no resourceSpans")
+            except ValueError as exc:
+                result.errors.append(
+                    f"{path} at byte {record.start}: not an OTLP/JSON trace request ({exc}); "
+                    "passed over"
+                )
+                continue
+            requests.append(request)
+        events, span_count = events_of(requests, result.skipped)
+        by_target: dict[Path, list[CallEvent]] = {}
+        for event in events:
+            target = landing_file(landing, event.occurred_at, f"otel-{key}-{new[0].start:012d}")
+            by_target.setdefault(target, []).append(event)
+        for target, hour_events in sorted(by_target.items()):
+            hour_events.sort(key=lambda e: (e.occurred_at, e.event_id))
+            _write_atomically(target, "".join(e.to_json_line() + "\n" for e in hour_events))
+            result.written.append(str(target))
+            hour = hour_events[0].occurred_at.astimezone(UTC)
+            hour = hour.replace(minute=0, second=0, microsecond=0)
+            result.hours[hour] = result.hours.get(hour, 0) + len(hour_events)
+        offsets[key] = {"offset": new[-1].end, "file": path.name}
+        result.files += 1
+        result.records += len(new)
+        result.spans += span_count
+        result.imported += len(events)
+    # files the Collector deleted (max_backups) are forgotten; a file that failed to read stays
+    result.cursor = {
+        "files": {
+            key: state for key, state in sorted(offsets.items())
+            if key in present or state.get("file") in unreadable
+        }
+    }  # fmt: skip
+    return result
