@@ -286,3 +286,21 @@ def test_ids_decode_to_lower_case_hex(value, size, expected):
 def test_bad_ids_are_refused_with_the_reason(value, message):
     with pytest.raises(ValueError, match=message):
         hex_id(value, 8, "spanId")
+
+
+def test_a_chat_span_without_cache_attributes_is_marked(tmp_path):
+    """openai-v2 records no cached tokens for chat: the event says so (the warehouse counts it
+    where the model prices cache reads apart); a span with a cache count, even 0, is complete."""
+    document = export()
+    app_spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    chat = app_spans[2]
+    chat["attributes"] = [a for a in chat["attributes"] if "cache" not in a["key"]]
+    embedding = app_spans[6]
+    (tmp_path / "x.json").write_text(json.dumps(document))
+    import_otel([tmp_path / "x.json"], tmp_path / "home")
+    events = read_landing(tmp_path / "home")
+    assert events[TRACE_A + "a000000000000003"].tags["usage_detail"] == "no_cache_breakdown"
+    assert "usage_detail" not in events[TRACE_A + "a000000000000007"].tags  # embeddings
+    assert "usage_detail" not in events[TRACE_A + "a000000000000006"].tags  # failed, no usage
+    assert "usage_detail" not in events[TRACE_B + "b000000000000001"].tags  # cache reported
+    assert embedding["spanId"] == "a000000000000007"

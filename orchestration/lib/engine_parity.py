@@ -31,6 +31,7 @@ TABLES = (
     "marts.agg_hourly_team_cost",
     "marts.agg_daily_team_cost",
     "marts.agg_daily_user_cost",
+    "marts.agg_hourly_usage_detail",
     "marts.anomalies",
 )
 #: a cost may differ by at most this much (USD) per hour × feature × model

@@ -118,6 +118,13 @@ def span_to_event(span: dict, resource: dict) -> tuple[dict | None, str | None]:
         return None, "no_span_id"
 
     input_tokens, output_tokens = input_tokens or 0, output_tokens or 0
+    # no cache attribute at all (not even 0): the instrumentation does not record prompt caching
+    # (openai-v2 for chat), so the call may have read from the cache unseen
+    no_cache_breakdown = (
+        input_tokens > 0
+        and operation != "embeddings"
+        and _first(attrs, _CACHE_READ + _CACHE_WRITE) is None
+    )
     cache_read = _tokens(attrs, _CACHE_READ) or 0
     cache_write = _tokens(attrs, _CACHE_WRITE) or 0
     reasoning = _tokens(attrs, _REASONING) or 0
@@ -167,6 +174,8 @@ def span_to_event(span: dict, resource: dict) -> tuple[dict | None, str | None]:
     )
     # the ids as the user's tracing backend shows them: a cost row leads back to its trace
     tags.update({"trace_id": trace_id, "span_id": span_id})
+    if no_cache_breakdown:  # the warehouse counts it where the model prices cache reads apart
+        tags["usage_detail"] = "no_cache_breakdown"
     event = {
         "event_id": f"{trace_id}{span_id}",
         "occurred_at": start,

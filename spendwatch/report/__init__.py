@@ -125,6 +125,7 @@ def collect(
             "rejected": queries.rejected(con, window),
             "load": queries.load_log(con, window),
             "checks": queries.checks(con, window),
+            "usage_detail": queries.usage_detail(con, window),
             "has_checks": queries.table_exists(con, "ops", "check_results"),
         }
         step(8)

@@ -836,6 +836,32 @@ def load_log(con, window: Window) -> dict[str, list]:
     )
 
 
+def usage_detail(con, window: Window) -> dict[str, list]:
+    """Calls whose usage lacked a detail that changes their price (marts.agg_hourly_usage_detail)
+    per period, series and kind: how many, of how many calls of the series, at what cost."""
+    if not table_exists(con, "marts", "agg_hourly_usage_detail"):
+        return {}
+    return fetch(
+        con,
+        f"""
+        with rows as (
+            select *, date_diff('hour', hour_at, $as_of) as age
+            from marts.agg_hourly_usage_detail
+            where hour_at >= $hourly_start and hour_at < $as_of and {ENV_FILTER}
+        )
+        select ranges.r, usage_detail, provider, model, feature, environment,
+            sum(calls) as calls, sum(series_calls) as series_calls,
+            sum(input_tokens) as input_tokens, sum(cost_usd) as cost_usd,
+            min(hour_at) as first_hour, max(hour_at) as last_hour
+        from rows cross join {ranges_sql(window)}
+        where age <= hours
+        group by all
+        order by 1, calls desc, provider, model, feature
+        """,
+        window.params("as_of", "hourly_start", "env"),
+    )
+
+
 def checks(con, window: Window) -> dict[str, list]:
     """The data-quality checks (ops.check_results) of the last 24 hours, one row per check."""
     if not table_exists(con, "ops", "check_results"):

@@ -111,6 +111,7 @@
   const REJECTED = records(D.quality.rejected);
   const LOAD = records(D.quality.load);
   const CHECKS = records(D.quality.checks);
+  const USAGE_DETAIL = records(D.quality.usage_detail || {});
   const PALETTE = ['#4c6ef5', '#f76707', '#2f9e44', '#e03131', '#7048e8', '#1098ad', '#d6336c',
     '#f59f00', '#5c940d', '#495057'];
   const MODEL_PALETTE = ['#364fc7', '#e8590c', '#099268', '#c2255c', '#5f3dc4', '#0b7285',
@@ -618,6 +619,19 @@
     }
     if (!unpriced.length) ub.append(el('tr', null, el('td', { colspan: 6, class: 'unset', text: 'Every call in this range has a price.' })));
     ut.append(ub);
+
+    const usageRows = USAGE_DETAIL.filter((r) => r.r === state.r);
+    const udt = clear($('usage-detail-table'));
+    udt.append(el('thead', null, el('tr', null, ['Usage lacked', 'Provider', 'Model', 'Feature', 'Environment', 'Calls', 'Of calls', 'Cost as priced', 'Last hour'].map((h) => el('th', { text: h, class: ['Calls', 'Of calls', 'Cost as priced'].includes(h) ? 'num' : null })))));
+    const udb = el('tbody');
+    for (const u of usageRows) {
+      udb.append(el('tr', { dataset: { detail: u.usage_detail } }, el('td', { text: u.usage_detail }), el('td', { text: u.provider }), el('td', { class: 'name', text: u.model }),
+        el('td', { text: u.feature }), el('td', { text: u.environment }), el('td', { class: 'num', text: num(u.calls) }),
+        el('td', { class: 'num', text: `${num(u.series_calls)} (${pct(ratio(u.calls, u.series_calls))})` }),
+        el('td', { class: 'num', text: usd(u.cost_usd) }), el('td', { text: u.last_hour ? nice(parseUTC(u.last_hour)) : '—' })));
+    }
+    if (!usageRows.length) udb.append(el('tr', null, el('td', { colspan: 9, class: 'unset', text: 'Every call in this range reported the usage its price needs.' })));
+    udt.append(udb);
 
     const ct = clear($('checks-table'));
     const head = () => el('thead', null, el('tr', null, ['Check', 'Suite', 'Asset', 'Level', 'Hours', 'Failed', 'Last failure', 'Observed', 'Details'].map((h) => el('th', { text: h, class: ['Hours', 'Failed'].includes(h) ? 'num' : null }))));
