@@ -174,3 +174,18 @@ def test_records_of_each_format(tmp_path: Path) -> None:
     assert not incomplete
     with pytest.raises(ValueError, match="format: json"):
         read_records(b"\x12\x8b\x02binary protobuf")
+
+
+def test_import_otel_reads_a_zstd_collector_export_too(tmp_path: Path) -> None:
+    """`spendwatch import-otel` on a rotated `compression: zstd` file; a damaged one is named."""
+    from spendwatch.otel import import_otel
+
+    good, bad = tmp_path / "traces-1.json", tmp_path / "traces-2.json"
+    good.write_bytes(frame(0, 2) + frame(2, 1))
+    damaged = bytearray(frame(3, 1))
+    damaged[12:20] = b"\x00" * 8
+    bad.write_bytes(bytes(damaged))
+    stats = import_otel([good, bad], tmp_path / "home")
+    assert (stats["files"], stats["spans"], stats["imported"]) == (1, 3, 3)
+    (error,) = stats["errors"]
+    assert error.startswith(f"{bad}: damaged zstd frame at byte 0")

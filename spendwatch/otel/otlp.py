@@ -11,7 +11,9 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["attributes", "field", "hex_id", "read_requests", "spans", "status_code"]
+__all__ = [
+    "attributes", "field", "hex_id", "read_requests", "spans", "status_code", "zstd_frames",
+]  # fmt: skip
 
 
 def field(obj: dict, camel: str) -> Any:
@@ -22,6 +24,7 @@ def field(obj: dict, camel: str) -> Any:
     return obj.get(snake)
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _HEX = re.compile(r"[0-9a-fA-F]*")
 #: Span status codes: the enum's names (protobuf's JSON mapping) and numbers (the Collector's).
 _STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
@@ -98,10 +101,47 @@ def attributes(items: Any) -> dict[str, Any]:
     return out
 
 
+def is_zstd_framed(stream: bytes) -> bool:
+    """The Collector's file exporter with `compression: zstd`: each request compressed, behind
+    its length as 4 big-endian bytes."""
+    return len(stream) >= 8 and stream[4:8] == ZSTD_MAGIC
+
+
+def zstd_frames(stream: bytes) -> tuple[list[tuple[int, int, bytes]], bool]:
+    """(start, end, decompressed request) of every whole frame, and whether a partial one
+    follows (a file still being written)."""
+    try:
+        import zstandard
+    except ImportError:
+        raise ValueError(
+            "a zstd-compressed Collector export: install zstandard (`pip install zstandard`, "
+            "part of spendwatch[warehouse])"
+        ) from None
+    frames, position = [], 0
+    decompressor = zstandard.ZstdDecompressor()
+    while position + 4 <= len(stream):
+        end = position + 4 + int.from_bytes(stream[position : position + 4], "big")
+        if end > len(stream):
+            break
+        try:
+            payload = decompressor.decompressobj().decompress(stream[position + 4 : end])
+        except zstandard.ZstdError as exc:
+            raise ValueError(f"damaged zstd frame at byte {position}: {exc}") from None
+        frames.append((position, end, payload))
+        position = end
+    return frames, position < len(stream)
+
+
 def read_requests(data: bytes) -> list[dict]:
-    """ExportTraceServiceRequest objects from one file: a JSON document or JSON lines."""
+    """ExportTraceServiceRequest objects from one file: a JSON document or JSON lines, or the
+    Collector's zstd frames; any of them may be gzipped."""
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
+    if is_zstd_framed(data):
+        frames, partial = zstd_frames(data)
+        if partial:
+            raise ValueError("its last zstd frame is incomplete (still being written?)")
+        data = b"\n".join(payload for _, _, payload in frames)
     text = data.decode("utf-8-sig")
     try:
         document = json.loads(text)

@@ -33,11 +33,11 @@ from typing import Any
 from spendwatch.landing import landing_file
 from spendwatch.otel.mapping import events_of
 from spendwatch.otel.otlp import field as otlp_field
+from spendwatch.otel.otlp import is_zstd_framed, zstd_frames
 from spendwatch.schema import CallEvent
 
 __all__ = ["WatchResult", "read_records", "watch_exports"]
 
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -77,7 +77,7 @@ def read_records(data: bytes) -> tuple[list[Record], bool]:
     may be gzipped as a whole. A binary `format: proto` file is refused with what to change.
     """
     stream = _stream(data)
-    if len(stream) >= 8 and stream[4:8] == _ZSTD_MAGIC:
+    if is_zstd_framed(stream):
         return _frames(stream)
     if stream[:1] not in (b"{", b"[", b" ", b"\n", b"\r", b"\t", b"\xef", b""):
         raise ValueError(
@@ -97,20 +97,8 @@ def read_records(data: bytes) -> tuple[list[Record], bool]:
 
 
 def _frames(stream: bytes) -> tuple[list[Record], bool]:
-    import zstandard
-
-    records, position = [], 0
-    decompressor = zstandard.ZstdDecompressor()
-    while position + 4 <= len(stream):
-        size = int.from_bytes(stream[position : position + 4], "big")
-        end = position + 4 + size
-        if end > len(stream):
-            break
-        frame = stream[position + 4 : end]
-        payload = decompressor.decompressobj().decompress(frame)
-        records.append(Record(position, end, payload))
-        position = end
-    return records, position < len(stream)
+    frames, partial = zstd_frames(stream)
+    return [Record(start, end, payload) for start, end, payload in frames], partial
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -151,10 +139,6 @@ def watch_exports(folder: Path, landing: Path, cursor: dict[str, Any] | None) ->
             records, incomplete = read_records(path.read_bytes())
         except (OSError, ValueError, zlib.error, EOFError) as exc:
             result.errors.append(f"{path}: {exc}")
-            unreadable.add(path.name)
-            continue
-        except Exception as exc:  # zstandard.ZstdError: a damaged frame
-            result.errors.append(f"{path}: cannot decompress: {exc}")
             unreadable.add(path.name)
             continue
         if incomplete:
