@@ -19,6 +19,7 @@ from orchestration.defs.otel import otel_exports
 from orchestration.defs.resources import SpendwatchHome
 from orchestration.lib.ingest import load_window
 from spendwatch.landing import ALL_FILES
+from spendwatch.otel import watch
 from spendwatch.otel.watch import read_records, watch_exports
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -108,6 +109,9 @@ def test_a_growing_rotated_compressed_export_lands_every_span_once(home) -> None
     exports.mkdir(parents=True)
     active = exports / "traces.json"
 
+    # 0. the Collector has written half of its first request: nothing to take yet
+    active.write_bytes(line(0, 3)[:50])
+    assert tick() == f"nothing new in {exports}; waiting for the rest of traces.json"
     # 1. two requests and half of a third: the half line waits
     half = line(5, 3)
     active.write_bytes(line(0, 3) + line(3, 2) + half[:40])
@@ -148,7 +152,9 @@ def test_a_growing_rotated_compressed_export_lands_every_span_once(home) -> None
     counts = landed(home)
     assert set(counts) == {f"{TRACE}{n + 1:016x}" for n in range(17)}
     assert set(counts.values()) == {1}  # every span exactly once
-    assert tick().startswith("nothing new")
+    with pytest.MonkeyPatch.context() as mp:  # files unchanged since the last look: not read
+        mp.setattr(watch, "_new_records", lambda *_: pytest.fail("an unchanged file was read"))
+        assert tick().startswith("nothing new")
     # the runs asked for: the two hours the spans fell in, each time they got spans
     hours = sorted({r.tags["spendwatch/window_start"] for r in requested})
     assert hours == [f"{START:%Y-%m-%d %H:%M}", f"{START + timedelta(hours=1):%Y-%m-%d %H:%M}"]

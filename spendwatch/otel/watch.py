@@ -123,11 +123,45 @@ def _exports(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name))
 
 
+def _key(first_record: bytes) -> str:
+    return hashlib.sha256(first_record).hexdigest()[:16]
+
+
+def _new_records(path: Path, offsets: dict[str, dict[str, Any]]) -> tuple[str | None, list, bool]:
+    """(the file's key, its complete records after the key's offset, whether an incomplete one
+    follows). A plain file is read from its first line (the key) and its offset on: a file that
+    grows is not read whole every look. Compressed ones are decompressed whole."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if head[:2] == _GZIP_MAGIC or is_zstd_framed(head):
+            records, incomplete = read_records(head + handle.read())
+            if not records:
+                return None, [], incomplete
+            key = _key(records[0].payload)
+            done = int(offsets.get(key, {}).get("offset", 0))
+            return key, [r for r in records if r.start >= done], incomplete
+        handle.seek(0)
+        first = handle.readline()
+        while first.strip() == b"" and first.endswith(b"\n"):  # blank lines before the first
+            first = handle.readline()
+        if not first.endswith(b"\n"):
+            return None, [], bool(first.strip())
+        key = _key(first.strip())
+        done = int(offsets.get(key, {}).get("offset", 0))
+        handle.seek(done)
+        records, incomplete = read_records(handle.read())
+    for record in records:  # positions in the file, not in what was read
+        record.start += done
+        record.end += done
+    return key, records, incomplete
+
+
 def watch_exports(folder: Path, landing: Path, cursor: dict[str, Any] | None) -> WatchResult:
     """Import what the export files under `folder` gained since `cursor` into `landing`.
 
     Returns the new cursor (save it only after this returns), the UTC hours that got events and
-    the counts. A file that cannot be read or decoded is reported in `errors` and looked at again
+    the counts. A file whose size and modification time are those of the last look is not read
+    again. A file that cannot be read or decoded is reported in `errors` and looked at again
     next time; a record that is not an OTLP/JSON request is reported and passed over.
     """
     offsets: dict[str, dict[str, Any]] = dict((cursor or {}).get("files", {}))
@@ -136,19 +170,29 @@ def watch_exports(folder: Path, landing: Path, cursor: dict[str, Any] | None) ->
     unreadable: set[str] = set()
     for path in _exports(folder) if folder.is_dir() else []:
         try:
-            records, incomplete = read_records(path.read_bytes())
+            stat = path.stat()  # before reading: a file that grows meanwhile is read again
+            seen = {"file": path.name, "size": stat.st_size, "mtime": stat.st_mtime_ns}
+            unchanged = [
+                key for key, state in offsets.items()
+                if all(state.get(name) == value for name, value in seen.items())
+            ]  # fmt: skip
+            if unchanged:
+                present.add(unchanged[0])
+                if offsets[unchanged[0]].get("waiting"):
+                    result.waiting.append(path.name)
+                continue
+            key, new, incomplete = _new_records(path, offsets)
         except (OSError, ValueError, zlib.error, EOFError) as exc:
             result.errors.append(f"{path}: {exc}")
             unreadable.add(path.name)
             continue
         if incomplete:
             result.waiting.append(path.name)
-        if not records:
+        if key is None:
             continue
-        key = hashlib.sha256(records[0].payload).hexdigest()[:16]
         present.add(key)
-        done = int(offsets.get(key, {}).get("offset", 0))
-        new = [r for r in records if r.start >= done]
+        state = offsets.get(key, {"offset": 0})
+        offsets[key] = {**state, **seen, "waiting": incomplete}
         if not new:
             continue
         requests = []
@@ -176,7 +220,7 @@ def watch_exports(folder: Path, landing: Path, cursor: dict[str, Any] | None) ->
             hour = hour_events[0].occurred_at.astimezone(UTC)
             hour = hour.replace(minute=0, second=0, microsecond=0)
             result.hours[hour] = result.hours.get(hour, 0) + len(hour_events)
-        offsets[key] = {"offset": new[-1].end, "file": path.name}
+        offsets[key]["offset"] = new[-1].end
         result.files += 1
         result.records += len(new)
         result.spans += span_count
