@@ -195,3 +195,42 @@ def test_import_otel_reads_a_zstd_collector_export_too(tmp_path: Path) -> None:
     assert (stats["files"], stats["spans"], stats["imported"]) == (1, 3, 3)
     (error,) = stats["errors"]
     assert error.startswith(f"{bad}: damaged zstd frame at byte 0")
+
+
+def test_an_agent_span_written_after_its_model_calls_is_not_counted_again(tmp_path: Path) -> None:
+    """The agent span ends after its chat span, so the Collector may write it in a later batch,
+    which the sensor reads in a later look: it is still known to cover the chat span's usage."""
+    document = request(0, 1)
+    chat = document["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    agent_id, step_id = "00000000000000aa", "00000000000000bb"
+    chat["parentSpanId"] = step_id
+    step = {
+        **chat,
+        "spanId": step_id,
+        "parentSpanId": agent_id,
+        "name": "step",
+        "attributes": [{"key": "http.route", "value": {"stringValue": "/step"}}],
+    }
+    agent = {**chat, "spanId": agent_id, "parentSpanId": "", "name": "invoke_agent helper",
+             "attributes": [*chat["attributes"][1:],
+                            {"key": "gen_ai.operation.name",
+                             "value": {"stringValue": "invoke_agent"}}]}  # fmt: skip
+    landing, exports = tmp_path / "calls", tmp_path / "otel"
+    exports.mkdir()
+
+    def write(*spans) -> None:
+        document["resourceSpans"][0]["scopeSpans"][0]["spans"] = list(spans)
+        with open(exports / "traces.json", "ab") as out:
+            out.write(json.dumps(document).encode() + b"\n")
+
+    write(chat)
+    first = watch_exports(exports, landing, None)
+    write(step)  # the step between them arrives on its own
+    second = watch_exports(exports, landing, first.cursor)
+    write(agent)
+    third = watch_exports(exports, landing, second.cursor)
+    assert (first.imported, second.imported, third.imported) == (1, 0, 0)
+    assert third.skipped["agent_span_with_model_call_children"] == 1
+    # without the memory of the earlier looks, the agent's usage would be counted a second time
+    alone = watch_exports(exports, tmp_path / "other", {"files": second.cursor["files"]})
+    assert alone.imported == 1

@@ -200,8 +200,14 @@ def span_to_event(span: dict, resource: dict) -> tuple[dict | None, str | None]:
     return {k: v for k, v in event.items() if v is not None}, None
 
 
-def events_of(requests: list[dict], skipped: Counter) -> tuple[list[CallEvent], int]:
-    """Call events of one export; agent spans whose model calls are spans too are skipped."""
+def events_of(
+    requests: list[dict], skipped: Counter, covered: set[tuple[str, str]] | None = None
+) -> tuple[list[CallEvent], int]:
+    """Call events of one export; agent spans whose model calls are spans too are skipped.
+
+    `covered` (trace id, span id) are spans known, from exports read before, to be ancestors of
+    model-call spans (a span ends after its children, so its children reach the file first);
+    the set is read and added to, for the next export of the same stream."""
     found = list(spans(requests))
     parent: dict[tuple[str, str], str] = {}
     converted: list[tuple[tuple[str, str], dict | None, str | None, str | None]] = []
@@ -216,13 +222,19 @@ def events_of(requests: list[dict], skipped: Counter) -> tuple[list[CallEvent], 
         converted.append((key, fields, reason, (fields or {}).get("tags", {}).get("operation")))
 
     # Ancestors of model-call spans: an agent span among them only sums its children's usage.
-    covered: set[tuple[str, str]] = set()
+    covered = set() if covered is None else covered
+
+    def cover_up(trace: str, node: str) -> None:
+        while node and (trace, node) not in covered:
+            covered.add((trace, node))
+            node = parent.get((trace, node), "")
+
     for key, fields, _, operation in converted:
         if fields is not None and operation not in _AGENT_OPERATIONS:
-            trace, node = key[0], parent.get(key, "")
-            while node and (trace, node) not in covered:
-                covered.add((trace, node))
-                node = parent.get((trace, node), "")
+            cover_up(key[0], parent.get(key, ""))
+    for key, up in list(parent.items()):  # covered in an earlier export: so are its ancestors
+        if key in covered:
+            cover_up(key[0], up)
 
     events: list[CallEvent] = []
     seen: set[str] = set()

@@ -39,6 +39,8 @@ from spendwatch.schema import CallEvent
 __all__ = ["WatchResult", "read_records", "watch_exports"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+#: how many looks an ancestor of a model-call span is remembered (a few minutes at one a minute)
+COVERED_LOOKS = 5
 
 
 @dataclass
@@ -165,6 +167,15 @@ def watch_exports(folder: Path, landing: Path, cursor: dict[str, Any] | None) ->
     next time; a record that is not an OTLP/JSON request is reported and passed over.
     """
     offsets: dict[str, dict[str, Any]] = dict((cursor or {}).get("files", {}))
+    look = int((cursor or {}).get("look", 0)) + 1
+    # ancestors of model-call spans seen in the last COVERED_LOOKS looks: an agent span that
+    # reaches the file after its model calls (it ends after them) is still known as covered
+    remembered = {
+        (name[:32], name[32:]): stamp
+        for name, stamp in (cursor or {}).get("covered", {}).items()
+        if look - int(stamp) < COVERED_LOOKS
+    }
+    covered = set(remembered)
     result = WatchResult(cursor={})
     present: set[str] = set()
     unreadable: set[str] = set()
@@ -208,7 +219,7 @@ def watch_exports(folder: Path, landing: Path, cursor: dict[str, Any] | None) ->
                 )
                 continue
             requests.append(request)
-        events, span_count = events_of(requests, result.skipped)
+        events, span_count = events_of(requests, result.skipped, covered)
         by_target: dict[Path, list[CallEvent]] = {}
         for event in events:
             target = landing_file(landing, event.occurred_at, f"otel-{key}-{new[0].start:012d}")
@@ -227,9 +238,13 @@ def watch_exports(folder: Path, landing: Path, cursor: dict[str, Any] | None) ->
         result.imported += len(events)
     # files the Collector deleted (max_backups) are forgotten; a file that failed to read stays
     result.cursor = {
+        "look": look,
         "files": {
             key: state for key, state in sorted(offsets.items())
             if key in present or state.get("file") in unreadable
-        }
+        },
+        "covered": {
+            trace + span: remembered.get((trace, span), look) for trace, span in sorted(covered)
+        },
     }  # fmt: skip
     return result
