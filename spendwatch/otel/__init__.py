@@ -73,6 +73,7 @@ def import_otel(
     landing = paths(home)
     skipped: Counter = Counter()
     stats: dict[str, Any] = {"files": 0, "spans": 0, "imported": 0, "errors": [], "written": []}
+    covered: set[tuple[str, str]] = set()  # model calls' ancestors, across the files in order
     for source in _expand(files):
         try:
             data = source.read_bytes()
@@ -81,7 +82,7 @@ def import_otel(
             stats["errors"].append(f"{source}: {exc}")
             continue
         stats["files"] += 1
-        events, span_count = events_of(requests, skipped)
+        events, span_count = events_of(requests, skipped, covered)
         stats["spans"] += span_count
         digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
         by_hour: dict[Path, list[CallEvent]] = {}
