@@ -234,3 +234,13 @@ def test_an_agent_span_written_after_its_model_calls_is_not_counted_again(tmp_pa
     # without the memory of the earlier looks, the agent's usage would be counted a second time
     alone = watch_exports(exports, tmp_path / "other", {"files": second.cursor["files"]})
     assert alone.imported == 1
+    # `import-otel` of the rotated files in order: the same
+    from spendwatch.otel import import_otel
+
+    lines = (exports / "traces.json").read_bytes().splitlines(keepends=True)
+    (tmp_path / "traces-1.json").write_bytes(b"".join(lines[:2]))
+    (tmp_path / "traces-2.json").write_bytes(lines[2])
+    stats = import_otel([tmp_path / "traces-1.json", tmp_path / "traces-2.json"], tmp_path / "h")
+    assert (stats["imported"], stats["skipped_by_reason"]) == (
+        1, {"agent_span_with_model_call_children": 1, "not_genai": 1}
+    )  # fmt: skip
