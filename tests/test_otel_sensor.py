@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,9 @@ import zstandard
 from helpers import isolated_home, query
 
 from orchestration.defs.otel import otel_exports
+from orchestration.defs.project import HOUR, window_tags
 from orchestration.defs.resources import SpendwatchHome
+from orchestration.defs.sensors import late_landing_files
 from orchestration.lib.ingest import load_window
 from spendwatch.landing import ALL_FILES
 from spendwatch.otel import watch
@@ -166,6 +169,28 @@ def test_a_growing_rotated_compressed_export_lands_every_span_once(home) -> None
     assert (loaded.loaded, loaded.rejected) == (17, 0)
     assert query(home.warehouse, "select count(*), count(distinct event_id) from raw.llm_calls") \
         == [(17, 17)]  # fmt: skip
+
+    # a run of the first hour is waiting to start (queued) when more of its spans land: it reads
+    # them when it starts, so neither this sensor nor the late-data sensor asks for another
+    instance = dg.DagsterInstance.get()
+    queued = dg.DagsterRun(job_name="hourly_pipeline", run_id=str(uuid.uuid4()),
+                           status=dg.DagsterRunStatus.NOT_STARTED,
+                           tags=window_tags(START, START + HOUR))  # fmt: skip
+    instance.add_run(queued)
+    with open(active, "ab") as out:
+        out.write(line(17, 1))  # minute 119: the second hour; then one in the first
+        out.write(line(0, 1).replace(b'"0000000000000001"', b'"00000000000000ff"'))
+    requested.clear()
+    said = tick()
+    assert said == f"runs for ['{START + HOUR:%Y-%m-%d %H:%M}']"  # the first hour has its run
+    late = late_landing_files(dg.build_sensor_context(
+        instance=instance, resources={"spendwatch": SpendwatchHome()}))  # fmt: skip
+    assert [r.tags["spendwatch/window_start"] for r in late] == [f"{START + HOUR:%Y-%m-%d %H:%M}"]
+    instance.delete_run(queued.run_id)  # without the queued run, the late-data sensor asks
+    late = late_landing_files(dg.build_sensor_context(
+        instance=instance, resources={"spendwatch": SpendwatchHome()}))  # fmt: skip
+    assert sorted(r.tags["spendwatch/window_start"] for r in late) == [
+        f"{START:%Y-%m-%d %H:%M}", f"{START + HOUR:%Y-%m-%d %H:%M}"]  # fmt: skip
 
 
 def test_records_of_each_format(tmp_path: Path) -> None:

@@ -76,6 +76,21 @@ def pipeline_request(
     )
 
 
+def pending_run(instance: dg.DagsterInstance, start: datetime, end: datetime) -> str | None:
+    """The id of a run of hourly_pipeline for exactly [start, end) that has not started yet
+    (queued): it reads the hours' landing files when it starts, so files that land meanwhile
+    need no run of their own. None when there is none."""
+    runs = instance.get_runs(
+        dg.RunsFilter(
+            job_name="hourly_pipeline",
+            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED],
+            tags=window_tags(start, end),
+        ),
+        limit=1,
+    )
+    return runs[0].run_id if runs else None
+
+
 @dg.schedule(
     cron_schedule="5 * * * *",
     job=hourly_pipeline,

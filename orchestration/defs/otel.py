@@ -8,8 +8,10 @@ runs while a pipeline run writes (DuckDB's one writer is the run).
 
 For the hours that got events it asks for `hourly_pipeline` runs, but only for hours the hourly
 schedule has already run (the hour ended more than `SCHEDULE_LAG` ago): spans of the current or
-just-ended hour land before the schedule's run of it, which loads them. The run key is the hour
-and a digest of the landing files written, so a tick repeated never runs twice.
+just-ended hour land before the schedule's run of it, which loads them. An hour with a queued run
+(not started: it reads the landing files when it starts) gets none either; the late-data sensor
+leaves such hours alone for the same reason, so the two never ask twice for one hour. The run key
+is the hour and a digest of the landing files written, so a tick repeated never runs twice.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from orchestration.defs.jobs import hourly_pipeline, pipeline_request
+from orchestration.defs.jobs import hourly_pipeline, pending_run, pipeline_request
 from orchestration.defs.project import HOUR
 from orchestration.defs.resources import SpendwatchHome
 from spendwatch.otel.watch import watch_exports
@@ -57,10 +59,13 @@ def otel_exports(context: dg.SensorEvaluationContext, spendwatch: SpendwatchHome
         + waiting
     )
     settled = datetime.now(UTC) - SCHEDULE_LAG
-    requests = []
+    requests, queued = [], []
     for hour in sorted(result.hours):
         if hour + HOUR > settled:
             continue  # the schedule's run of this hour is still to come and will load it
+        if pending_run(context.instance, hour, hour + HOUR):
+            queued.append(f"{hour:%Y-%m-%d %H:00}")  # it reads the new files when it starts
+            continue
         written = sorted(w for w in result.written if f"hour={hour:%H}" in w and
                          f"date={hour:%Y-%m-%d}" in w)  # fmt: skip
         digest = hashlib.sha256("\n".join(written).encode()).hexdigest()[:16]
@@ -76,8 +81,9 @@ def otel_exports(context: dg.SensorEvaluationContext, spendwatch: SpendwatchHome
         )
     if not requests:
         return dg.SensorResult(
-            skip_reason=f"{result.imported} call events landed in hours the hourly schedule "
-            "will still run",
+            skip_reason=f"{result.imported} call events landed in hours whose run is still to "
+            "come (the hourly schedule's" + (f", or the queued run of {', '.join(queued)}" if
+                                              queued else "") + ")",
             cursor=new_cursor,
-        )
+        )  # fmt: skip
     return dg.SensorResult(run_requests=requests, cursor=new_cursor)

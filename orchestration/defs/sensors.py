@@ -22,7 +22,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.defs.jobs import hourly_pipeline, pipeline_request
+from orchestration.defs.jobs import hourly_pipeline, pending_run, pipeline_request
 from orchestration.defs.project import HOUR, WRITES_WAREHOUSE, window_tags
 from orchestration.defs.resources import SpendwatchHome
 from orchestration.lib.ingest import landing_files
@@ -128,6 +128,7 @@ def late_landing_files(context: dg.SensorEvaluationContext, spendwatch: Spendwat
             tags={"spendwatch/reason": "late_landing_files"},
         )  # fmt: skip
         for hour, digest in sorted(changed.items())
+        if not pending_run(context.instance, hour, hour + HOUR)  # a queued run will read them
     ]
     retries, gave_up = lost_hour_requests(context.instance, spendwatch, loaded, now)
     for line in gave_up:
