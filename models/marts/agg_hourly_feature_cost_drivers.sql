@@ -175,7 +175,8 @@ final as (
         {{ money('round(coalesce(wide.baseline_cost_usd, 0), 12)') }} as baseline_cost_usd,
         {{ money('feature_hours.cost_usd - ' ~ money('round(coalesce(wide.baseline_cost_usd, 0), 12)')) }} as cost_change_usd,
         {%- for driver in cost_driver_names() %}
-        round(coalesce(wide.{{ driver }}_usd, 0), 9) as {{ driver }}_usd,
+        -- (+ 0 turns a -0.0 into 0.0)
+        round(coalesce(wide.{{ driver }}_usd, 0), 9) + 0 as {{ driver }}_usd,
         {%- endfor %}
         wide.top_driver,
         round(wide.top_driver_usd, 9) as top_driver_usd,
