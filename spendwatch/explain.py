@@ -70,7 +70,7 @@ class Explanation:
         floors = {d.driver: int(d.usd * 100 // 1) for d in self.drivers}
         left = total - sum(floors.values())
         by_remainder = sorted(
-            self.drivers, key=lambda d: (d.usd * 100 - floors[d.driver]), reverse=left > 0
+            self.drivers, key=lambda d: d.usd * 100 - floors[d.driver], reverse=left > 0
         )
         step = 1 if left > 0 else -1
         for d in by_remainder[: abs(left)]:
@@ -201,15 +201,16 @@ def _pct(value: float | None) -> str:
 def detail(d: Driver) -> str:
     """What moved, in the driver's own units (the same wording as the mart's explanation)."""
     b, a = d.value_before, d.value_after
+    ratio = f" ({r})" if (r := _ratio(b, a)) else ""
     if d.driver == "volume":
-        return f"requests {b or 0:,.0f} → {a or 0:,.0f}" + (f" ({r})" if (r := _ratio(b, a)) else "")
+        return f"requests {b or 0:,.0f} → {a or 0:,.0f}{ratio}"
     if d.driver == "model_mix":
         if not d.detail_model:
             return ""
         arrow = "→" if (a or 0) > (b or 0) else "away from"
         return f"{arrow} {d.detail_model} ({_pct(b)} → {_pct(a)} of calls)"
     if d.driver in ("input_tokens_per_call", "output_tokens_per_call"):
-        return f"{b or 0:,.0f} → {a or 0:,.0f}" + (f" ({r})" if (r := _ratio(b, a)) else "")
+        return f"{b or 0:,.0f} → {a or 0:,.0f}{ratio}"
     if d.driver == "cache":
         return f"cache reads {_pct(b)} → {_pct(a)} of input tokens"
     if d.driver == "retries":
