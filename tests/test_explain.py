@@ -3,8 +3,9 @@ alone between two weeks (volume, model mix, prompt growth, longer answers, cache
 price-list change), all of them at once, a model appearing, a model vanishing and a period with
 no calls; loaded by the ingest and priced by dbt (`+fct_llm_calls`), then explained through the
 CLI. The requests per hour are the scenario's; the draws of the two weeks are independent
-(token lengths, models, cache reads, retries), so the factors that do not change still wobble: a single factor must take at least 95 % of the change,
-and the drivers must always add up to the change exactly (in cents, as shown)."""
+(token lengths, models, cache reads, retries), so the factors that do not change still wobble:
+a single factor must take at least 95 % of the change, and the drivers must always add up to
+the change exactly (in cents, as shown)."""
 
 from __future__ import annotations
 
