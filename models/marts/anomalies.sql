@@ -94,9 +94,10 @@ cost_drivers as (
     where {{ hour_window_filter('hour_at') }}
 ),
 
--- A finding with money at stake on a feature's hour whose cost rose against its baseline
--- carries that hour's drivers (agg_hourly_feature_cost_drivers): the biggest, and the
--- explanation appended to its message.
+-- A finding with money at stake on a feature's hour carries that hour's cost drivers
+-- (agg_hourly_feature_cost_drivers): the biggest, all of them, and the explanation appended to
+-- its message. Also when the hour's total fell: "$0.24 of -$0.03: model mix → claude-3-5-sonnet;
+-- -$0.23: volume 0.8×" says what the finding added and what hid it.
 with_drivers as (
     select
         {%- for column in ['anomaly_id', 'incident_key', 'incident_started_at'] + anomaly_columns() %}
@@ -117,7 +118,6 @@ with_drivers as (
         and cost_drivers.feature = final.feature
         and cost_drivers.environment = final.environment
         and final.estimated_excess_cost_usd > 0
-        and cost_drivers.cost_change_usd > 0
         and cost_drivers.top_driver is not null
 )
 
