@@ -26,6 +26,13 @@
         cast(coalesce(sum(case when is_priced then output_cost_usd end), 0) as decimal(38, 15)) as output_cost_usd
 {%- endmacro %}
 
+{#- A sum over rows that does not depend on their order: each term as decimal(38, 18) (exact
+    sums), the total back as a double. A double sum's last bit depends on the order the engine
+    meets the rows in, and a rounded result could then differ between two builds of one hour. -#}
+{% macro exact_sum(expression) -%}
+    cast(sum(cast({{ expression }} as decimal(38, 18))) as double)
+{%- endmacro %}
+
 {#- CTEs (append after `with ...,`) that decompose, per group of `keys`, the change of cost
     between two periods into the seven drivers, and end in the CTE `driver_rows`.
 
@@ -53,8 +60,8 @@ driver_models as (
         provider,
         model,
         {%- for m in measures %}
-        sum(case when period = 0 then cast({{ m }} as double) else 0 end) as {{ m }}_0,
-        sum(case when period = 1 then cast({{ m }} as double) else 0 end) as {{ m }}_1{{ ',' if not loop.last }}
+        {{ exact_sum('case when period = 0 then ' ~ m ~ ' else 0 end') }} as {{ m }}_0,
+        {{ exact_sum('case when period = 1 then ' ~ m ~ ' else 0 end') }} as {{ m }}_1{{ ',' if not loop.last }}
         {%- endfor %}
     from {{ periods }}
     group by {{ k }}, provider, model
@@ -65,11 +72,11 @@ driver_group_sums as (
         {{ k }},
         {%- for m in measures %}
         {%- for side in ['0', '1'] %}
-        sum({{ m }}_{{ side }}) as group_{{ m }}_{{ side }},
+        {{ exact_sum(m ~ '_' ~ side) }} as group_{{ m }}_{{ side }},
         {%- endfor %}
         {%- endfor %}
-        sum(input_cost_usd_0 + output_cost_usd_0) as compared_cost_usd,
-        sum(input_cost_usd_1 + output_cost_usd_1) as cost_usd
+        {{ exact_sum('input_cost_usd_0 + output_cost_usd_0') }} as compared_cost_usd,
+        {{ exact_sum('input_cost_usd_1 + output_cost_usd_1') }} as cost_usd
     from driver_models
     group by {{ k }}
 ),
@@ -217,8 +224,8 @@ driver_model_effects as (
         {{ k }},
         provider,
         model,
-        sum(model_mix_usd) as model_mix_usd,
-        sum(price_usd) as price_usd
+        {{ exact_sum('model_mix_usd') }} as model_mix_usd,
+        {{ exact_sum('price_usd') }} as price_usd
     from driver_terms
     group by {{ k }}, provider, model
 ),
@@ -268,7 +275,7 @@ driver_group_effects as (
         select
             {{ k }},
             {%- for driver in drivers %}
-            sum({{ driver }}_usd) as {{ driver }}_usd{{ ',' if not loop.last }}
+            {{ exact_sum(driver ~ '_usd') }} as {{ driver }}_usd{{ ',' if not loop.last }}
             {%- endfor %}
         from driver_terms
         group by {{ k }}

@@ -62,7 +62,7 @@ baseline_hours as (
         model_hours.model,
         {%- for m in ['all_calls', 'calls', 'retry_calls', 'input_tokens', 'output_tokens',
                       'cache_read_tokens', 'input_cost_usd', 'input_list_cost_usd', 'output_cost_usd'] %}
-        sum(cast(model_hours.{{ m }} as double)) as {{ m }}{{ ',' if not loop.last }}
+        sum(model_hours.{{ m }}) as {{ m }}{{ ',' if not loop.last }}
         {%- endfor %}
     from feature_hours
     inner join model_hours
@@ -91,7 +91,7 @@ baseline_scale as (
         feature_hours.feature,
         feature_hours.environment,
         case when sum(baseline_hours.all_calls) > 0
-            then cast(feature_hours.calls_baseline as double) / sum(baseline_hours.all_calls)
+            then cast(feature_hours.calls_baseline as double) / cast(sum(baseline_hours.all_calls) as double)
             else 0 end as scale
     from feature_hours
     inner join baseline_hours
@@ -113,7 +113,7 @@ periods as (
         baseline_hours.model,
         {%- for m in ['calls', 'retry_calls', 'input_tokens', 'output_tokens', 'cache_read_tokens',
                       'input_cost_usd', 'input_list_cost_usd', 'output_cost_usd'] %}
-        baseline_hours.{{ m }} * baseline_scale.scale as {{ m }}{{ ',' if not loop.last }}
+        cast(baseline_hours.{{ m }} as double) * baseline_scale.scale as {{ m }}{{ ',' if not loop.last }}
         {%- endfor %}
     from baseline_hours
     inner join baseline_scale
