@@ -53,7 +53,11 @@ def metric_exports(
     if target() == "spark":
         context.log.info(f"metric_exports: {SPARK_SKIP}")
         return dg.MaterializeResult(metadata={"skipped": SPARK_SKIP})
-    settings = export_settings()
+    try:
+        settings = export_settings()
+    except ValueError as exc:  # a malformed URL: said once, the run goes on
+        context.log.error(f"metric_exports: settings invalid, nothing exported: {exc}")
+        return dg.MaterializeResult(metadata={"skipped": f"settings invalid: {exc}"})
     destinations = settings.configured()
     if not destinations:
         context.log.info(f"metric_exports: {NOT_CONFIGURED}")
