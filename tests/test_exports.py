@@ -328,7 +328,7 @@ def test_endpoint_down_is_recorded_failed_and_the_command_reports_it(
     status = capsys.readouterr().out
     assert "hours not sent completely" in status and status.count("ConnectError") == 3
     assert "cloudwatch: not configured (set SPENDWATCH_CLOUDWATCH_NAMESPACE)" in status
-    assert "datadog: configured; last sent to http://127.0.0.1:" in status
+    assert "datadog: configured; latest export to http://127.0.0.1:" in status
 
     # the endpoint is back: the next run sends the failed hours
     accept(datadog)

@@ -71,7 +71,7 @@ def show_status(p: Paths, console: Console, failures: int = 10) -> int:
     for destination in EXPORT_DESTINATIONS:
         missing = settings.missing(destination)
         r = by_destination.get(destination)
-        where = f"; last sent to {r.target}" if r is not None and r.target else ""
+        where = f"; latest export to {r.target}" if r is not None and r.target else ""
         state = "configured" if missing is None else f"not configured ({missing})"
         console.print(f"{destination}: {state}{where}", highlight=False, soft_wrap=True)
     if not open_rows:
