@@ -111,3 +111,12 @@ def test_each_cost_driver_case_has_its_unit_test(unit_results: dict[str, str]) -
     assert {name: unit_results.get(name) for name in DRIVER_CASES} == dict.fromkeys(
         DRIVER_CASES, "pass"
     )
+
+
+def test_the_driver_unit_tests_expect_what_the_independent_lmdi_computes() -> None:
+    """models/marts/_drivers__unit_tests.yml is what tests/drivers_oracle.py writes: its expected
+    effects come from an LMDI computed in Python, not from the SQL they test."""
+    import drivers_oracle
+
+    declared = yaml.safe_load(drivers_oracle.UNIT_TESTS.read_text())
+    assert declared == yaml.safe_load(drivers_oracle.render())
