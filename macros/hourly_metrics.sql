@@ -55,14 +55,15 @@
 
 {#- A plain rollup of the `calls` CTE (columns of hourly_metric_inputs() and the series
     columns) per `period` and series, with the measures and their ratios: one row per series
-    and period that had calls. The dense, baselined series marts use hourly_series_mart. -#}
-{% macro call_rollup(period, series) -%}
+    and period that had calls. `extra_measures`: more aggregates of the same rows (SQL). The dense, baselined series marts use hourly_series_mart. -#}
+{% macro call_rollup(period, series, extra_measures='') -%}
 {%- set keys = series | join(', ') -%}
 rolled as (
     select
         {{ period }},
         {{ keys }},
-        {{ hourly_call_metrics() }}
+        {{ hourly_call_metrics() }}{% if extra_measures %},
+        {{ extra_measures }}{% endif %}
     from calls
     group by {{ period }}, {{ keys }}
 ),

@@ -1,4 +1,5 @@
-"""The `spendwatch` command: demo, generate, materialize, report, alerts, prices, import-otel.
+"""The `spendwatch` command: demo, generate, materialize, report, alerts, export, prices,
+explain, import-otel.
 
 Dagster and dbt are imported inside the commands that run them, so `spendwatch --help` and
 `import spendwatch` stay light.
@@ -25,7 +26,7 @@ from spendwatch.config import Paths, paths
 #: What the `[warehouse]` extra installs; the SDK alone (tracker, OTel import) needs none of it.
 WAREHOUSE_MODULES = {
     "dagster", "dagster_dbt", "dbt", "duckdb", "great_expectations", "pandas", "numpy",
-    "genai_prices", "httpx", "yaml", "plotly",
+    "genai_prices", "httpx", "yaml", "plotly", "boto3", "botocore",
 }  # fmt: skip
 
 # wide enough for the tables when the output is a file or a pipe (rich assumes 80 columns)
@@ -295,6 +296,24 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 2
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from orchestration.lib.exports import commands
+
+    p = paths(args.home)
+    if args.status:
+        if args.destination or args.start or args.end:
+            raise CliError("--status shows the export log: give it alone (`spendwatch export "
+                           "--status`)", 2)  # fmt: skip
+        return commands.show_status(p, console)
+    if not args.destination:
+        raise CliError("say where to: `spendwatch export datadog` or `spendwatch export "
+                       "cloudwatch` (or `spendwatch export --status`)", 2)  # fmt: skip
+    if args.end and not args.start:
+        raise CliError("--end needs --start (without a range: every complete hour of the last 7 "
+                       "days not exported yet)", 2)  # fmt: skip
+    return commands.export(p, console, args.destination, args.start, args.end)
+
+
 REPORT_DAYS = 14  # spendwatch.report.DEFAULT_DAYS, without importing it for --help
 
 
@@ -503,6 +522,63 @@ def cmd_prices_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _instant(text: str) -> datetime:
+    """An ISO 8601 time (offset optional, UTC assumed), kept to the second."""
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time such as 2026-11-01 or 2026-11-01T14:00Z"
+        ) from exc
+    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Why the cost of a feature (or team) changed between two periods: the LMDI drivers of
+    macros/cost_drivers.sql run on the warehouse, read-only."""
+    import json
+
+    from spendwatch.explain import ExplainError, detail, explain
+    from spendwatch.warehouse import open_warehouse
+
+    dimension, name = ("team", args.team) if args.team else ("feature", args.feature)
+    period = (args.start, args.end)
+    if args.vs:
+        compared = (args.vs[0], args.vs[1])
+    else:
+        compared = (args.start - timedelta(days=7), args.end - timedelta(days=7))
+    p = paths(args.home)
+    con = open_warehouse(p.warehouse, read_only=True)
+    try:
+        result = explain(con, dimension, name, args.environment, period, compared)
+    except ExplainError as exc:
+        raise CliError(str(exc), 2) from None
+    finally:
+        con.close()
+    if args.json:
+        print(json.dumps(result.as_json(), ensure_ascii=False))
+        return 0
+    body = result.as_json()
+    where = f" ({args.environment})" if args.environment else ""
+    table = Table(
+        title=f"Why {dimension} {name}{where} cost {body['cost_usd']:,.2f} USD from "
+        f"{body['period'][0]} to {body['period'][1]} against {body['compared_cost_usd']:,.2f} "
+        f"from {body['compared_with'][0]} to {body['compared_with'][1]}",
+        title_justify="left",
+    )
+    table.add_column("driver")
+    table.add_column("USD", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("what moved", overflow="fold")
+    for d, shown in zip(result.drivers, body["drivers"], strict=True):
+        share = "-" if shown["share"] is None else f"{100 * shown['share']:.1f} %"
+        table.add_row(d.driver, f"{shown['usd']:+,.2f}", share, detail(d))
+    table.add_section()
+    table.add_row("total change", f"{body['total_change_usd']:+,.2f}", "", "")
+    console.print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spendwatch", description="LLM token-spend observability warehouse."
@@ -579,6 +655,22 @@ def build_parser() -> argparse.ArgumentParser:
     unmute.add_argument("mute_id")
     alerts.set_defaults(func=cmd_alerts)
 
+    exp = sub.add_parser(
+        "export",
+        help="send the hourly cost metrics to Datadog or CloudWatch; --status shows the log",
+        description="Push the hourly mart figures (llm.calls, llm.tokens, llm.cost_usd, "
+        "llm.cost_per_call_usd, llm.cache_hit_rate by feature, model, provider and environment) "
+        "as metrics. Without a range: every complete hour of the last 7 days not exported yet "
+        "(or changed since), failed hours included.",
+    )
+    exp.add_argument("destination", nargs="?", choices=["datadog", "cloudwatch"])
+    exp.add_argument("--start", type=_hour, help="first hour, ISO (UTC if no offset)")
+    exp.add_argument("--end", type=_hour, help="end hour, exclusive (default: the current hour)")
+    exp.add_argument(
+        "--status", action="store_true", help="what was exported, and what failed (with why)"
+    )
+    exp.set_defaults(func=cmd_export)
+
     rep = sub.add_parser(
         "report", help="write the self-contained HTML dashboard from the warehouse"
     )
@@ -603,6 +695,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="spendwatch home (default: $SPENDWATCH_HOME or ./.spendwatch)",
     )
     otel.set_defaults(func=cmd_import_otel)
+
+    expl = sub.add_parser(
+        "explain",
+        help="why a feature's (or team's) cost changed: volume, model mix, tokens, cache, price",
+        description="Split the change of cost between two periods into the drivers volume, "
+        "model_mix, input_tokens_per_call, output_tokens_per_call, cache, retries and price "
+        "(LMDI: they add up to the change). Times are ISO 8601, UTC unless they carry an offset.",
+    )
+    who = expl.add_mutually_exclusive_group(required=True)
+    who.add_argument("--feature", help="the product feature")
+    who.add_argument("--team", help="a team (team_id) instead of a feature")
+    expl.add_argument("--environment", help="one environment (default: all of them)")
+    expl.add_argument("--from", dest="start", type=_instant, required=True, metavar="A")
+    expl.add_argument("--to", dest="end", type=_instant, required=True, metavar="B")
+    expl.add_argument(
+        "--vs", nargs=2, type=_instant, metavar=("C", "D"),
+        help="the period to compare with (default: the same span one week earlier)",
+    )  # fmt: skip
+    expl.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    expl.add_argument(
+        "--home", default=argparse.SUPPRESS,
+        help="spendwatch home (default: $SPENDWATCH_HOME or ./.spendwatch)",
+    )  # fmt: skip
+    expl.set_defaults(func=cmd_explain)
 
     prices = sub.add_parser(
         "prices",

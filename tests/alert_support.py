@@ -29,7 +29,8 @@ create table if not exists marts.anomalies (
     detector varchar, severity varchar, feature varchar, environment varchar, model varchar,
     team_id varchar, metric varchar, observed_value double, baseline_value double,
     stddev_value double, z_score double, ratio_to_baseline double,
-    estimated_excess_cost_usd decimal(38, 15), message varchar, runbook varchar
+    estimated_excess_cost_usd decimal(38, 15), message varchar, runbook varchar,
+    top_driver varchar, top_driver_usd double, drivers varchar
 );
 create table if not exists marts.agg_hourly_feature_cost (
     hour_at timestamp, feature varchar, environment varchar, calls bigint
@@ -61,6 +62,8 @@ def anomaly(
     excess: float = 1.45,
     model: str | None = None,
     team_id: str | None = None,
+    drivers: list[dict] | None = None,
+    explanation: str | None = None,
 ) -> dict:
     """One marts.anomalies row; the incident key follows the mart's rule (dimension + start)."""
     started_at = started_at or hour_at
@@ -76,7 +79,11 @@ def anomaly(
         "message": f"{feature}/{environment}: {observed:,.0f} {metric} in {hour_at:%H:00} UTC, "
                    f"{observed / baseline:.1f}× the usual {baseline:,.0f}",
         "runbook": f"docs/runbooks/{detector}.md",
-    }  # fmt: skip
+        # the cost drivers of the hour, as marts.anomalies carries them (sorted by |usd|)
+        "top_driver": drivers[0]["driver"] if drivers else None,
+        "top_driver_usd": drivers[0]["usd"] if drivers else None,
+        "drivers": json.dumps(drivers) if drivers else None,
+    } | ({"message": f"{feature}/{environment}: {explanation}"} if explanation else {})  # fmt: skip
 
 
 def build_warehouse(path: Path, rows: list[dict], scored_through: datetime | None = None) -> Path:

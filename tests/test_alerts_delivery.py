@@ -137,6 +137,54 @@ def test_critical_goes_to_all_three_warning_to_slack_with_the_facts(tmp_path, wi
     assert again.results == [] and len(slack_bodies(httpserver)) == 2
 
 
+def test_a_cost_incident_shows_why_the_cost_moved_on_every_channel(tmp_path, wired) -> None:
+    """A cost finding carries the drivers of its hour (marts.anomalies top_driver, drivers and
+    the explanation ending its message): Slack shows them in a block of their own, PagerDuty in
+    custom_details, email as a row of its figures."""
+    httpserver, mailbox = wired
+    serve_channels(httpserver)
+    drivers = [
+        {"driver": "input_tokens_per_call", "usd": 33.1, "share": 0.8034},
+        {"driver": "model_mix", "usd": 6.3, "share": 0.1529},
+        {"driver": "volume", "usd": 1.8, "share": 0.0437},
+        {"driver": "cache", "usd": 0.0, "share": 0.0},
+    ]
+    explanation = (
+        "$0.0500 per call in 14:00 UTC, 3.1× the usual — $33.10 of +$41.20: input tokens per "
+        "call 2.8×; $6.30: model mix → claude-3-opus"
+    )
+    row = anomaly(hours_ago(1), detector="cost_per_call", feature="summarization",
+                  metric="cost_per_call_usd", observed=0.05, baseline=0.016, excess=41.2,
+                  drivers=drivers, explanation=explanation)  # fmt: skip
+    wh = build_warehouse(tmp_path / "w.duckdb", [row])
+    report = run_alerts(wh, alert_settings(), run_id="run-1")
+    assert report.count("sent") == 3
+
+    (slack,) = slack_bodies(httpserver)
+    texts = [b.get("text", {}).get("text", "") for b in slack["blocks"]]
+    assert "$33.10 of +$41.20: input tokens per call 2.8×" in texts[1]
+    assert texts[3] == (
+        "*Why the cost moved:* input_tokens_per_call +$33.10 (80 %) · "
+        "model_mix +$6.30 (15 %) · volume +$1.80 (4 %)"
+    )
+    assert "Runbook: cost_per_call" in slack["blocks"][4]["elements"][0]["text"]
+
+    (event,) = pd_events(httpserver)
+    details = event["payload"]["custom_details"]
+    assert details["top_driver"] == "input_tokens_per_call" and details["top_driver_usd"] == 33.1
+    assert [d["driver"] for d in details["cost_drivers"]] == [
+        "input_tokens_per_call", "model_mix", "volume",
+    ]  # a driver that moved nothing is left out  # fmt: skip
+    assert "model mix → claude-3-opus" in event["payload"]["summary"]
+
+    (mail,) = mailbox.messages
+    plain = mail.get_body(("plain",)).get_content()
+    html = mail.get_body(("html",)).get_content()
+    assert "Cost drivers:          input_tokens_per_call +$33.10 (80 %) · model_mix" in plain
+    assert "$33.10 of +$41.20: input tokens per call 2.8×" in plain
+    assert "<th align='left'>Cost drivers</th><td>input_tokens_per_call +$33.10 (80 %)" in html
+
+
 def test_an_incident_alerts_once_escalates_and_resolves(tmp_path, wired) -> None:
     httpserver, mailbox = wired
     serve_channels(httpserver)

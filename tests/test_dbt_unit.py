@@ -34,6 +34,22 @@ PRICING_RULES = {
     "prices_a_snapshot_by_its_own_rows_while_they_are_valid",
 }
 
+#: One unit test per case of the cost-change decomposition (models/marts/_drivers__unit_tests.yml):
+#: each driver alone, all at once, a model appearing, one vanishing, hours that cost nothing.
+DRIVER_CASES = {
+    "volume_alone_goes_to_volume",
+    "model_mix_alone_goes_to_model_mix",
+    "prompt_growth_alone_goes_to_input_tokens_per_call",
+    "longer_answers_alone_go_to_output_tokens_per_call",
+    "cache_loss_alone_goes_to_cache",
+    "retries_alone_go_to_retries",
+    "price_change_alone_goes_to_price",
+    "combined_changes_sum_exactly",
+    "a_new_model_takes_its_whole_cost_as_model_mix",
+    "a_vanished_model_gives_back_its_whole_cost_as_model_mix",
+    "zero_cost_hours",
+}
+
 
 def declared_unit_tests() -> dict[str, str]:
     """unit test name -> model, from every YAML file under models/."""
@@ -86,3 +102,21 @@ def test_each_pricing_rule_has_its_unit_test(unit_results: dict[str, str]) -> No
     assert {name: unit_results.get(name) for name in PRICING_RULES} == dict.fromkeys(
         PRICING_RULES, "pass"
     )
+
+
+def test_each_cost_driver_case_has_its_unit_test(unit_results: dict[str, str]) -> None:
+    declared = declared_unit_tests()
+    cases = {name for name, model in declared.items() if model == "agg_hourly_feature_cost_drivers"}
+    assert cases == DRIVER_CASES
+    assert {name: unit_results.get(name) for name in DRIVER_CASES} == dict.fromkeys(
+        DRIVER_CASES, "pass"
+    )
+
+
+def test_the_driver_unit_tests_expect_what_the_independent_lmdi_computes() -> None:
+    """models/marts/_drivers__unit_tests.yml is what tests/drivers_oracle.py writes: its expected
+    effects come from an LMDI computed in Python, not from the SQL they test."""
+    import drivers_oracle
+
+    declared = yaml.safe_load(drivers_oracle.UNIT_TESTS.read_text())
+    assert declared == yaml.safe_load(drivers_oracle.render())

@@ -102,7 +102,10 @@ def test_messages_are_readable(with_incidents: Path) -> None:
     )[0]
     assert message.startswith("smart-reply/production: ")
     assert " calls in 14:00 UTC, " in message and "× the usual " in message
-    assert message.endswith(" 14:00") and "for a " in message
+    # the finding's sentence, then the hour's cost drivers ("$0.51 of +$0.58: volume 3.1×; ...")
+    finding, drivers = message.split(" — ")
+    assert finding.endswith(" 14:00") and "for a " in finding
+    assert drivers.startswith("$") and " of +$" in drivers and ": volume " in drivers
     runbooks = {r[0] for r in query(with_incidents, "select distinct runbook from marts.anomalies")}
     for runbook in runbooks:
         assert (REPO / runbook).is_file(), runbook
@@ -143,3 +146,56 @@ def test_naive_two_sigma_rule_on_the_same_clean_traffic(clean: Path) -> None:
     ours = query(clean, "select count(*) from marts.anomalies")[0][0]
     print(f"\nclean 28 days: naive 2-sigma rule {naive} alert-hours, spendwatch {ours} anomalies")
     assert naive > 10 * max(ours, 1)
+
+
+#: the driver that explains each injected incident's extra cost (docs/detection.md, "Why the
+#: bill moved"); a silence costs nothing and has none
+INCIDENT_DRIVER = {
+    "volume_spike": "volume",
+    "prompt_bloat": "input_tokens_per_call",
+    "model_fallback": "model_mix",
+    "cache_drop": "cache",
+    "retry_storm": "retries",
+}
+
+
+#: how the message names each driver
+DRIVER_WORDS = {
+    "volume": "volume", "input_tokens_per_call": "input tokens per call",
+    "model_mix": "model mix", "cache": "cache reads", "retries": "retries",
+}  # fmt: skip
+
+
+def test_every_cost_incident_is_explained_by_its_driver(with_incidents: Path) -> None:
+    """The finding of each injected incident carries, in its first hour, the cost drivers of
+    that hour: the driver the incident changed added money, is one of the two that added the
+    most (the hour's other traffic moves too: a cheap feature's cache drop can add less than its
+    requests above their baseline), and the message names it; a silence has no cost and no
+    drivers. Every hour's drivers add up to its cost change."""
+    truth = json.loads((with_incidents / "landing" / "calls" / "incidents.json").read_text())
+    for incident in truth:
+        start = datetime.fromisoformat(incident["start"].replace("Z", "+00:00"))
+        rows = query(with_incidents, f"""
+            select top_driver, top_driver_usd, drivers, message from marts.anomalies
+            where detector = '{incident['detector']}' and feature = '{incident['feature']}'
+              and environment = '{incident['environment']}'
+              and hour_at = '{start.replace(tzinfo=None)}'""")  # fmt: skip
+        assert len(rows) == 1, incident
+        top, usd, drivers, message = rows[0]
+        expected = INCIDENT_DRIVER.get(incident["type"])
+        if expected is None:
+            assert top is None and drivers is None and " — $" not in message
+            continue
+        listed = json.loads(drivers)
+        assert top == listed[0]["driver"] and usd == pytest.approx(listed[0]["usd"], abs=0.005)
+        added = sorted(listed, key=lambda d: -d["usd"])[:2]
+        assert expected in [d["driver"] for d in added if d["usd"] > 0], (incident["type"], listed)
+        assert f": {DRIVER_WORDS[expected]}" in message, message
+    (gap,) = query(
+        with_incidents,
+        """
+        select max(abs(volume_usd + model_mix_usd + input_tokens_per_call_usd
+            + output_tokens_per_call_usd + cache_usd + retries_usd + price_usd
+            - cost_change_usd)) from marts.agg_hourly_feature_cost_drivers""",
+    )
+    assert gap[0] < 1e-6

@@ -186,9 +186,14 @@ def test_hour_by_hour_builds_what_one_range_builds(tmp_path: Path, dbt_manifest:
         "agg_hourly_feature_cost": f"feature = 'late-feature' and {between}",
         "agg_hourly_model_cost": f"model = '{LATE_MODEL}' and {between}",
     }
+    # the cost drivers read the feature mart's rows: the late feature's between them too
+    late_drivers = f"feature = 'late-feature' and {between}"
+    skipped = {**late_rows, "agg_hourly_feature_cost_drivers": late_drivers}
     for table in tables:
-        where = f"not ({late_rows[table]})" if table in late_rows else "true"
+        where = f"not ({skipped[table]})" if table in skipped else "true"
         assert differences(whole, hourly, table, where) == (0, 0), table
+    assert count(hourly, "agg_hourly_feature_cost_drivers", late_drivers) == 0
+    assert count(whole, "agg_hourly_feature_cost_drivers", late_drivers) > 0
     for table, rows in late_rows.items():
         assert count(whole, table, rows) == (LAST - LATE_HOUR).total_seconds() // 3600
         assert count(hourly, table, rows) == 0

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 START = datetime(2026, 11, 2, tzinfo=UTC)
 END = START + timedelta(days=2)
 HOURLY_MARTS = ("fct_llm_calls", "agg_hourly_feature_cost", "agg_hourly_model_cost")
-MARTS = (*HOURLY_MARTS, "anomalies")
+MARTS = (*HOURLY_MARTS, "agg_hourly_feature_cost_drivers", "anomalies")
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +51,9 @@ def test_the_range_is_one_run_and_every_hour_has_rows(warehouse) -> None:
     p, summary = warehouse
     runs = dg.DagsterInstance.get().get_runs(dg.RunsFilter(job_name="hourly_pipeline"))
     assert [r.run_id for r in runs] == [summary.run_id]
-    # a new warehouse: ingest + 8 seeds + 4 staging + 2 intermediate + 9 detector views + 10
+    # a new warehouse: ingest + 8 seeds + 4 staging + 2 intermediate + 9 detector views + 11
     # tables + ops/check_results + the dashboard
-    assert summary.materializations == 35
+    assert summary.materializations == 36
     # the tables are recorded per day partition (2 days), the seeds, views and report once
     events = (
         dg.DagsterInstance.get()
@@ -66,8 +66,8 @@ def test_the_range_is_one_run_and_every_hour_has_rows(warehouse) -> None:
                       for r in events)  # fmt: skip
     assert per_key["marts/fct_llm_calls"] == per_key["raw_llm_calls"] == 2
     assert per_key["staging/stg_raw__llm_calls"] == per_key["spend_report"] == 1
-    # 12 partitioned assets × 2 days, 22 seeds and views, the report
-    assert len(events) == 12 * 2 + 22 + 1
+    # 13 partitioned assets × 2 days, 22 seeds and views, the report
+    assert len(events) == 13 * 2 + 22 + 1
     page = p.report.read_text()  # rendered by the run, after the detectors, up to its last hour
     data = json.loads(page.split('id="spendwatch-data">', 1)[1].split("</script>", 1)[0])
     assert data["meta"]["as_of"] == f"{END:%Y-%m-%d %H:%M}"
@@ -143,11 +143,11 @@ def test_rematerializing_leaves_every_mart_the_same(warehouse) -> None:
     # the seeds and views did not change: the run rebuilt only what stores hours, and planned
     # each asset once (one event per asset, not per partition)
     instance = dg.DagsterInstance.get()
-    assert again.materializations == 13
+    assert again.materializations == 14
     planned = instance.get_records_for_run(
         again.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=1000
     ).records
-    assert len(planned) == 13
+    assert len(planned) == 14
     run = instance.get_run_by_id(again.run_id)
     assert (run.tags["spendwatch/window_start"], run.tags["spendwatch/window_end"]) == (
         f"{one_hour:%Y-%m-%d %H:%M}",
@@ -217,3 +217,40 @@ def test_a_failed_range_run_marks_its_unbuilt_partitions_failed(warehouse, monke
         "ops/check_results": {days[0]: failed, days[1]: failed},
         "marts/anomalies": {days[0]: failed, days[1]: failed},
     }
+
+
+def test_exported_metrics_add_up_to_the_calls(warehouse, httpserver, monkeypatch) -> None:
+    """`spendwatch export datadog` over the range of a real build: per hour, the points sum to
+    what the calls themselves sum to (counted here from fct_llm_calls, not from the mart the
+    export reads), one series per feature × environment × provider × resolved model."""
+    import zlib
+
+    from orchestration.lib.exports.run import export_metrics
+    from spendwatch.config import export_settings
+
+    p, _ = warehouse
+    monkeypatch.setenv("SPENDWATCH_DATADOG_API_KEY", "pipeline-test-key")
+    monkeypatch.setenv("SPENDWATCH_DATADOG_URL", httpserver.url_for("/").rstrip("/"))
+    httpserver.expect_request("/api/v2/series", method="POST").respond_with_json({}, status=202)
+    report = export_metrics(p.warehouse, "datadog", export_settings(), start=START, end=END)
+    assert report.ok and len(report.outcomes) == 48
+
+    sums: dict[tuple[str, int], float] = defaultdict(float)
+    series: dict[int, set] = defaultdict(set)
+    for request, _ in httpserver.log:
+        for s in json.loads(zlib.decompress(request.get_data()))["series"]:
+            (point,) = s["points"]
+            kind = next((t for t in s["tags"] if t.startswith("token_type:")), "")
+            sums[(s["metric"] + kind, point["timestamp"])] += point["value"]
+            series[point["timestamp"]].add(tuple(t for t in s["tags"] if t != kind))
+    rows = query(p, """
+        select epoch(hour_at)::bigint, count(*), sum(input_tokens), sum(cache_read_tokens),
+               sum(cost_usd), count(distinct (feature, environment, provider, canonical_model))
+        from marts.fct_llm_calls group by 1""")  # fmt: skip
+    assert len(rows) == 48
+    for ts, calls, input_tokens, cache_read, cost, n_series in rows:
+        assert sums[("llm.calls", ts)] == calls
+        assert sums[("llm.tokenstoken_type:input", ts)] == input_tokens
+        assert sums[("llm.tokenstoken_type:cache_read", ts)] == cache_read
+        assert sums[("llm.cost_usd", ts)] == pytest.approx(float(cost), rel=1e-9)
+        assert len(series[ts]) == n_series

@@ -726,6 +726,14 @@ def test_incidents_table_lists_the_warehouse_incidents(report: Path, browser, ho
         assert (injected[incident["type"]], incident["feature"]) in found, incident
     drift = [r for r in rows if r[1] == "model_drift" and r[4].startswith("code-review")]
     assert drift and drift[0][3] == "true"  # still firing at the latest hour: open
+    # why the cost moved: the peak hour's drivers (marts.anomalies.drivers), biggest first; the
+    # fallback to claude-3-opus is model mix
+    drift_drivers = page.eval_on_selector_all(
+        f"#incidents-table tr[data-incident-key='{drift[0][0]}'] .chip.driver",
+        "chips => chips.map((c) => [c.dataset.driver, c.textContent])",
+    )
+    assert drift_drivers and drift_drivers[0][0] == "model_mix", drift_drivers
+    assert drift_drivers[0][1].startswith("model_mix +$")
     headers = page.eval_on_selector_all(
         "#incidents-table thead th", "hs => hs.map((h) => h.textContent)"
     )

@@ -87,6 +87,38 @@ final as (
         {{ anomaly_columns() | join(',\n        ') }}
     from incidents
     where {{ hour_window_filter('hour_at') }}
+),
+
+cost_drivers as (
+    select * from {{ ref('agg_hourly_feature_cost_drivers') }}
+    where {{ hour_window_filter('hour_at') }}
+),
+
+-- A finding with money at stake on a feature's hour carries that hour's cost drivers
+-- (agg_hourly_feature_cost_drivers): the biggest, all of them, and the explanation appended to
+-- its message. Also when the hour's total fell: "$0.24 of -$0.03: model mix → claude-3-5-sonnet;
+-- -$0.23: volume 0.8×" says what the finding added and what hid it.
+with_drivers as (
+    select
+        {%- for column in ['anomaly_id', 'incident_key', 'incident_started_at'] + anomaly_columns() %}
+        {%- if column == 'message' %}
+        case when cost_drivers.hour_at is not null
+            then final.message || ' — ' || cost_drivers.explanation
+            else final.message end as message,
+        {%- else %}
+        final.{{ column }},
+        {%- endif %}
+        {%- endfor %}
+        cost_drivers.top_driver,
+        cost_drivers.top_driver_usd,
+        cost_drivers.drivers
+    from final
+    left join cost_drivers
+        on cost_drivers.hour_at = final.hour_at
+        and cost_drivers.feature = final.feature
+        and cost_drivers.environment = final.environment
+        and final.estimated_excess_cost_usd > 0
+        and cost_drivers.top_driver is not null
 )
 
-select * from final
+select * from with_drivers

@@ -7,7 +7,9 @@ A summary holds, per engine:
 - `cost`: per hour × feature × model of marts.fct_llm_calls, the calls, the token sums and the
   cost (exact decimal text), and the same figures from marts.agg_hourly_feature_model_cost;
 - `anomalies`: every row of marts.anomalies as (anomaly_id, incident_key, detector, severity,
-  hour, feature, model, environment).
+  hour, feature, model, environment, top_driver);
+- `drivers`: every row of marts.agg_hourly_feature_cost_drivers, its top driver and its change
+  and effects to the cent.
 The queries are written once, in SQL both engines accept.
 """
 
@@ -31,6 +33,7 @@ TABLES = (
     "marts.agg_hourly_team_cost",
     "marts.agg_daily_team_cost",
     "marts.agg_daily_user_cost",
+    "marts.agg_hourly_feature_cost_drivers",
     "marts.agg_hourly_usage_detail",
     "marts.anomalies",
 )
@@ -56,8 +59,19 @@ QUERIES = {
     """,
     "anomalies": """
         select anomaly_id, incident_key, detector, severity, cast(hour_at as string),
-            coalesce(feature, ''), coalesce(model, ''), coalesce(environment, '')
+            coalesce(feature, ''), coalesce(model, ''), coalesce(environment, ''),
+            coalesce(top_driver, '')
         from marts.anomalies
+    """,
+    # the cost drivers, to the cent (the logs of two engines may differ in the last bit)
+    "drivers": """
+        select cast(hour_at as string), feature, environment, coalesce(top_driver, ''),
+            cast(cast(round(cost_change_usd, 2) as decimal(18, 2)) as string),
+            cast(cast(round(volume_usd + model_mix_usd, 2) as decimal(18, 2)) as string),
+            cast(cast(round(input_tokens_per_call_usd + output_tokens_per_call_usd, 2)
+                as decimal(18, 2)) as string),
+            cast(cast(round(cache_usd + retries_usd + price_usd, 2) as decimal(18, 2)) as string)
+        from marts.agg_hourly_feature_cost_drivers
     """,
 }
 
@@ -146,4 +160,13 @@ def compare(duck: dict, spark: dict) -> tuple[list[str], list[str]]:
     )
     for row in sorted(an_a ^ an_b)[:20]:
         differences.append(f"anomaly {row} only on {'DuckDB' if row in an_a else 'Spark'}")
+
+    dr_a = {tuple(map(str, r)) for r in duck["drivers"]}
+    dr_b = {tuple(map(str, r)) for r in spark["drivers"]}
+    compared.append(
+        f"cost drivers (hour, feature, environment, top driver, change and effects to the cent): "
+        f"{len(dr_a)} and {len(dr_b)} rows"
+    )
+    for row in sorted(dr_a ^ dr_b)[:20]:
+        differences.append(f"drivers {row} only on {'DuckDB' if row in dr_a else 'Spark'}")
     return differences, compared

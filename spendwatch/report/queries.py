@@ -692,7 +692,11 @@ final as (
         peaks.z_score::double as z_score,
         peaks.ratio_to_baseline::double as ratio_to_baseline,
         peaks.message,
-        peaks.runbook
+        peaks.runbook,
+        -- why the peak hour cost more (cost findings): its drivers, sorted by |usd|
+        peaks.top_driver,
+        peaks.top_driver_usd::double as top_driver_usd,
+        peaks.drivers
     from grouped
     inner join peaks using (incident_key)
     where grouped.last_hour >= $hourly_start and grouped.first_hour < $as_of

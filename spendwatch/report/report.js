@@ -525,10 +525,21 @@
       dataset: { channel: d.channel, status: d.status },
     }, `${label(d)}: ${String(d.status).replace('_', ' ')}`)));
   }
+  // the cost drivers of the incident's peak hour (marts.anomalies.drivers, sorted by |usd|):
+  // the three that moved most, each with its dollars; all seven in the tooltip
+  function driversCell(json) {
+    let list = [];
+    try { list = JSON.parse(json || '[]'); } catch (e) { list = []; }
+    const moved = list.filter((d) => d.usd);
+    if (!moved.length) return el('td', { class: 'unset', text: '—' });
+    const signed = (v) => `${v < 0 ? '−' : '+'}${usd(Math.abs(v), 2)}`;
+    return el('td', { class: 'drivers', title: list.map((d) => `${d.driver}: ${signed(d.usd)}${d.share == null ? '' : ` (${Math.round(100 * d.share)} %)`}`).join('\n') },
+      moved.slice(0, 3).map((d) => el('span', { class: 'chip driver', dataset: { driver: d.driver }, text: `${d.driver} ${signed(d.usd)}` })));
+  }
   function renderIncidents() {
     const list = incidentsInScope(rangeStart());
     const table = clear($('incidents-table'));
-    const heads = ['Severity', 'Detector', 'Where', 'First hour', 'Hours', 'Observed vs baseline', 'Excess', 'What happened', 'Runbook'];
+    const heads = ['Severity', 'Detector', 'Where', 'First hour', 'Hours', 'Observed vs baseline', 'Excess', 'What happened', 'Cost drivers', 'Runbook'];
     if (META.alerting) heads.push('Delivery');
     table.append(el('thead', null, el('tr', null, heads.map((h) => el('th', { text: h, class: ['Hours', 'Excess'].includes(h) ? 'num' : null })))));
     const body = el('tbody');
@@ -542,6 +553,7 @@
         el('td', { text: `${fmtMetric(i.metric, i.observed_value)} vs ${fmtMetric(i.metric, i.baseline_value)}${i.ratio_to_baseline ? ` (${dec1.format(i.ratio_to_baseline)}×)` : ''}` }),
         el('td', { class: 'num', text: i.excess_usd == null ? '—' : usd(i.excess_usd, 2) }),
         el('td', { class: 'message', text: i.message || '' }),
+        driversCell(i.drivers),
         el('td', null, i.runbook ? el('button', { type: 'button', class: 'link', onclick: () => openRunbook(i.runbook), text: i.runbook.split('/').pop() }) : '—'),
         META.alerting ? deliveryCell(i.incident_key) : null));
     }

@@ -8,6 +8,7 @@ latest scored hour of `marts.agg_hourly_feature_cost` to tell when an incident h
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -55,7 +56,7 @@ select
     headline.anomaly_id, headline.hour_at, headline.observed_value, headline.baseline_value,
     headline.stddev_value, headline.z_score, headline.ratio_to_baseline,
     headline.estimated_excess_cost_usd, spans.excess_usd_total, headline.message,
-    headline.runbook
+    headline.runbook, headline.top_driver, headline.top_driver_usd, headline.drivers
 from headline
 inner join spans on spans.incident_key = headline.incident_key
 order by spans.last_hour_at, headline.incident_key
@@ -88,6 +89,10 @@ class Incident:
     excess_usd_total: float | None
     message: str | None
     runbook: str | None
+    # the cost drivers of the headline hour (cost findings only; docs/detection.md)
+    top_driver: str | None = None
+    top_driver_usd: float | None = None
+    drivers: str | None = None  # JSON: [{"driver", "usd", "share"}, ...] sorted by |usd|
 
     @property
     def series(self) -> tuple:
@@ -109,7 +114,7 @@ class Incident:
 
 NUMBERS = (
     "observed_value", "baseline_value", "stddev_value", "z_score", "ratio_to_baseline",
-    "estimated_excess_cost_usd", "excess_usd_total",
+    "estimated_excess_cost_usd", "excess_usd_total", "top_driver_usd",
 )  # fmt: skip
 
 
@@ -232,6 +237,26 @@ def digest_order(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     )
 
 
+def cost_drivers(facts: dict[str, Any], limit: int = 3) -> list[dict[str, Any]]:
+    """The headline hour's cost drivers that moved money (largest first, at most `limit`),
+    from the anomaly's `drivers` JSON; [] for findings without them."""
+    try:
+        drivers = json.loads(facts.get("drivers") or "[]")
+    except ValueError:
+        return []
+    return [d for d in drivers if d.get("usd")][:limit]
+
+
+def drivers_line(facts: dict[str, Any]) -> str | None:
+    """'input_tokens_per_call +$33.10 (80 %) · model_mix +$6.30 (15 %)', or None."""
+    parts = []
+    for d in cost_drivers(facts):
+        share = f" ({100 * d['share']:.0f} %)" if d.get("share") is not None else ""
+        sign = "+" if d["usd"] > 0 else "-"
+        parts.append(f"{d['driver']} {sign}{fmt_usd(abs(d['usd']))}{share}")
+    return " · ".join(parts) or None
+
+
 def figures(facts: dict[str, Any]) -> list[tuple[str, str]]:
     """The figures every channel shows, as (label, value) pairs."""
     metric = facts.get("metric")
@@ -249,4 +274,6 @@ def figures(facts: dict[str, Any]) -> list[tuple[str, str]]:
         ("Hour (UTC)", fmt_hour(facts.get("hour_at"))),
         ("Incident", hour_span(facts)),
     ]  # fmt: skip
+    if (line := drivers_line(facts)) is not None:
+        pairs.append(("Cost drivers", line))
     return pairs

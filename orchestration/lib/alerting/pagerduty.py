@@ -15,6 +15,7 @@ import httpx
 
 from orchestration.lib.alerting.channels import Outcome, short
 from orchestration.lib.alerting.incidents import (
+    cost_drivers,
     dagster_run_url,
     dimension,
     fmt_hour,
@@ -77,6 +78,10 @@ def event(kind: str, facts: dict[str, Any], routing_key: str, settings: AlertSet
                 "hours_so_far": facts.get("hours"),
                 "incident_key": facts["incident_key"],
                 "runbook": runbook_url(settings, facts),
+                # why the cost moved (cost findings): the drivers of the headline hour
+                "top_driver": facts.get("top_driver"),
+                "top_driver_usd": facts.get("top_driver_usd"),
+                "cost_drivers": cost_drivers(facts, limit=7),
             },
         },
         "links": links,

@@ -20,6 +20,7 @@ from orchestration.lib.alerting.incidents import (
     dagster_run_url,
     digest_order,
     dimension,
+    drivers_line,
     figures,
     fmt_usd,
     fmt_value,
@@ -71,13 +72,17 @@ def message(kind: str, facts: dict[str, Any], settings: AlertSettings) -> dict[s
     lead = facts.get("message") or head
     if kind == "escalate":
         lead = f"Escalated from {facts.get('previous_severity', 'warning')}: {lead}"
-    fields = [{"type": "mrkdwn", "text": f"*{label}*\n{value}"} for label, value in figures(facts)]
+    pairs = figures(facts)
+    fields = [{"type": "mrkdwn", "text": f"*{label}*\n{value}"} for label, value in pairs]
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": f"{head}"[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": short(lead, 2900)}},
         {"type": "section", "fields": fields[:10]},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(links)}]},
     ]
+    if (line := drivers_line(facts)) is not None:  # Slack shows 10 fields: its own block
+        blocks.insert(3, {"type": "section", "text": {"type": "mrkdwn", "text": short(
+            f"*Why the cost moved:* {line}", 2900)}})  # fmt: skip
     excess = fmt_usd(facts.get("estimated_excess_cost_usd"))
     text = f"{icon} {head}: {sentence(facts) or lead} — est. excess {excess} in the hour"
     return {"text": short(text, 3000), "blocks": blocks}
