@@ -242,8 +242,8 @@ def test_an_unmapped_openai_line_item_is_reported_as_such(imported) -> None:
     assert all(key[1] is not None for key in drift(p))  # unmapped lines are no model's drift
     code, out, _ = cli("reconcile", "show", "--days", "7")
     assert code == 0
-    assert "unmapped: web search tool calls" in out
-    assert "unmapped: Web Search" not in out and "unmapped: web_search" in out
+    assert "2026-11-03 openai unmapped: web search tool calls $2.50" in out
+    assert "2026-11-02 anthropic unmapped: web_search $1.23" in out
 
 
 def test_reconcile_show_prints_the_days_with_causes_and_alerts(imported) -> None:
@@ -252,12 +252,15 @@ def test_reconcile_show_prints_the_days_with_causes_and_alerts(imported) -> None
     assert code == 0
     lines = [line for line in out.splitlines() if "2026-11-03" in line and "claude-sonnet-4" in line]
     assert len(lines) == 1
-    for cell in ("$75.44", "$60.35", "+$15.09", "+25.0 %", "missing instrumentation", "critical"):
+    for cell in ("$75.44", "$60.35", "+$15.09", "+25.0 %", "80.0 %", "missing instrumentation",
+                 "critical"):
         assert cell in lines[0]
     assert "4 invoice_drift finding(s)" in out
     code, out, _ = cli("reconcile", "show", "--days", "1", "--by-kind")
-    # the latest day is the 6th (an empty bucket: covered, nothing billed or recorded)
-    assert code == 0 and "0 invoice_drift finding(s)" in out
+    # the latest day with rows is the 5th (the 6th is an empty bucket: covered, nothing to show)
+    assert code == 0 and "1 invoice_drift finding(s)" in out and "2026-11-04" not in out
+    (line,) = [line for line in out.splitlines() if "gpt-4.1" in line and " input " in line]
+    assert "+$8.00" in line and "price or tier" in line and "warning" in line
 
 
 def _digests(p) -> list[tuple]:
@@ -319,7 +322,7 @@ def test_a_file_in_another_shape_is_refused_saying_which_are_supported(
     bad = tmp_path / name
     bad.write_text(json.dumps(content))
     code, out, err = cli("reconcile", "import", str(REPORTS[0]), str(bad))
-    text = " ".join(err.split())
+    text = " ".join((out + err).split())
     assert code == 2, out + err
     assert str(bad) in text and message in text
     if message in ("no time buckets", "first at data.0.results.0.input_tokens"):
@@ -332,7 +335,9 @@ def test_the_report_has_a_reconciliation_section(imported) -> None:
     p, _ = imported
     page = p.report.read_text()
     data = json.loads(page.split('id="spendwatch-data">', 1)[1].split("</script>", 1)[0])
-    rows = {(r["day"], r["provider"], r["model"]): r for r in data["reconciliation"]["rows"]}
+    columns = data["reconciliation"]
+    records = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values())]
+    rows = {(r["day"], r["provider"], r["model"]): r for r in records}
     row = rows[("2026-11-03", "anthropic", "claude-sonnet-4")]
     assert (row["billed_usd"], row["computed_usd"], row["likely_cause"], row["severity"]) == (
         75.438, 60.3504, "missing instrumentation", "critical"

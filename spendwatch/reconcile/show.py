@@ -12,6 +12,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -121,43 +122,50 @@ def _signed_usd(value: Decimal) -> str:
 
 
 def _tokens(row: ReconciliationRow) -> str:
-    if row.token_kind == "unmapped":
-        return ""
-    if row.billed_tokens is None:
-        return f"{row.recorded_tokens:,} / —"
-    return f"{row.recorded_tokens:,} / {row.billed_tokens:,}"
+    """Recorded tokens as a share of the billed ones (usage report), or — without one."""
+    if not row.billed_tokens:
+        return "—"
+    return f"{100 * row.recorded_tokens / row.billed_tokens:.1f} %"
 
 
 def render(rows: list[ReconciliationRow], console: Console, by_kind: bool = False) -> None:
-    table = Table(title="Billed (provider reports) against computed (spendwatch)", title_justify="left")
-    table.add_column("day")
-    table.add_column("provider")
-    table.add_column("model")
-    if by_kind:
-        table.add_column("token kind")
-    for name in ("billed", "computed", "difference", "%"):
-        table.add_column(name, justify="right")
-    table.add_column("tokens recorded / billed", justify="right")
-    table.add_column("likely cause")
-    table.add_column("alert")
-    for row in rows:
-        unmapped = row.token_kind == "unmapped"
-        model = row.model or ""
-        if unmapped:
-            model = f"{model} unmapped: {row.line_items or '?'}".strip()
+    table = Table(
+        title="Billed (provider reports) against computed (spendwatch)", title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )  # fmt: skip
+    for name in ("day", "provider", "model", *(["token kind"] if by_kind else [])):
+        table.add_column(name, no_wrap=True)
+    for name in ("billed", "computed", "difference", "%", "tokens rec."):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("likely cause", no_wrap=True)
+    table.add_column("alert", no_wrap=True)
+    mapped = [row for row in rows if row.token_kind != "unmapped"]
+    unmapped = [row for row in rows if row.token_kind == "unmapped"]
+    for row in mapped:
         pct = "" if row.difference_pct is None else f"{row.difference_pct:+.1f} %"
         style = {"critical": "bold red", "warning": "yellow"}.get(row.severity or "", "")
-        cells = [f"{row.day:%Y-%m-%d}", row.provider, model]
+        cells = [f"{row.day:%Y-%m-%d}", row.provider, row.model or ""]
         if by_kind:
             cells.append(row.token_kind)
         cells += [_usd(row.billed_usd), _usd(row.computed_usd), _signed_usd(row.difference_usd),
                   pct, _tokens(row), row.likely_cause or "", row.severity or ""]  # fmt: skip
-        table.add_row(*cells, style=style or ("dim" if unmapped else ""))
+        table.add_row(*cells, style=style)
     console.print(table)
-    billed = sum((r.billed_usd for r in rows), Decimal(0))
-    computed = sum((r.computed_usd for r in rows), Decimal(0))
-    drift = sum(1 for r in rows if r.severity)
+    if unmapped:
+        console.print("billed lines without a model and token kind (not in the totals above):")
+        for row in unmapped:
+            model = f"{row.model} " if row.model else ""
+            console.print(
+                f"  {row.day:%Y-%m-%d} {row.provider} {model}unmapped: {row.line_items or '?'} "
+                f"{_usd(row.billed_usd)}",
+                highlight=False, soft_wrap=True,
+            )  # fmt: skip
+    billed = sum((r.billed_usd for r in mapped), Decimal(0))
+    computed = sum((r.computed_usd for r in mapped), Decimal(0))
+    drift = len({(r.day, r.provider, r.model) for r in mapped if r.severity})
     console.print(
         f"total billed {_usd(billed)}, computed {_usd(computed)}, difference "
-        f"{_signed_usd(billed - computed)}; {drift} invoice_drift finding(s)"
+        f"{_signed_usd(billed - computed)}; {drift} invoice_drift finding(s); tokens rec. = "
+        "recorded tokens as a share of the billed (usage report)",
+        highlight=False,
     )

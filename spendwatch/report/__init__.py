@@ -127,6 +127,7 @@ def collect(
             "checks": queries.checks(con, window),
             "has_checks": queries.table_exists(con, "ops", "check_results"),
         }
+        reconciliation = queries.reconciliation(con)
         step(8)
         prices = queries.prices(con)
     except duckdb.Error as exc:
@@ -177,6 +178,7 @@ def collect(
         "deliveries": deliveries or {},
         "quality": quality,
         "prices": prices,
+        "reconciliation": reconciliation,
         "runbooks": runbooks,
     }
 
