@@ -65,7 +65,7 @@ final as (
             || ')'
             || coalesce('; likely cause: ' || likely_cause, '')
             || case
-                when billed_tokens > 0 then ', ' || {{ format_decimal('100.0 * recorded_tokens / billed_tokens', 1) }}
+                when billed_tokens > 0 then ', ' || {{ format_decimal('100 * ' ~ safe_ratio('recorded_tokens', 'billed_tokens'), 1) }}
                     || ' % of the billed tokens recorded'
                 when billed_tokens is null and likely_cause is null
                     then '; import the usage report to tell missing calls from a price difference'
