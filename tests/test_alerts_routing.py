@@ -268,4 +268,3 @@ def test_an_invoice_drift_found_days_later_is_sent_and_stays_open_until_it_vanis
         load_routing(_write(tmp_path,
             "settings:\n  stale_after_hours_by_detector:\n    invoice_drfit: 24\n"
             "routes: [{match: {severity: critical}, channels: [slack]}]\n"))  # fmt: skip
-

@@ -114,10 +114,13 @@ def mart(p, provider: str, model: str | None, day: datetime) -> dict[str, tuple]
 
 
 def drift(p) -> dict[tuple[datetime, str], tuple]:
-    rows = query(p, """
+    rows = query(
+        p,
+        """
         select hour_at, model, severity, observed_value, baseline_value,
                estimated_excess_cost_usd, message, runbook
-        from marts.anomalies where detector = 'invoice_drift'""")
+        from marts.anomalies where detector = 'invoice_drift'""",
+    )
     return {(row[0], row[1]): row[2:] for row in rows}
 
 
@@ -126,8 +129,11 @@ def test_the_import_loads_every_file_and_rebuilds_through_dagster(imported) -> N
     for report in REPORTS:
         assert f"imported {report}" in out
     assert "rebuilt the reconciliation and the anomalies for 2026-11-02 → 2026-11-06" in out
-    log = query(p, """select report_shape, provider, report_kind, pages, rows, unmapped_rows,
-                             first_day, last_day from raw.provider_report_log order by 1""")
+    log = query(
+        p,
+        """select report_shape, provider, report_kind, pages, rows, unmapped_rows,
+                             first_day, last_day from raw.provider_report_log order by 1""",
+    )
     assert log == [
         ("anthropic_cost_report", "anthropic", "cost", 2, 17, 1, D2.date(), D5.date()),
         ("anthropic_usage_messages", "anthropic", "usage", 1, 16, 0, D2.date(), D5.date()),
@@ -181,7 +187,8 @@ def test_a_fifth_of_calls_not_instrumented_is_critical_drift_from_missing_instru
         "(+$15.09, +25.0 %); likely cause: missing instrumentation, 80.0 % of the billed tokens "
         "recorded"
     )
-    assert runbook == "docs/runbooks/invoice_drift.md" and (REPORTS[0].parents[3] / runbook).exists()
+    assert runbook == "docs/runbooks/invoice_drift.md"
+    assert (REPORTS[0].parents[3] / runbook).exists()
 
 
 def test_an_unpriced_model_points_at_the_price_list(imported) -> None:
@@ -209,14 +216,21 @@ def test_a_price_changed_mid_month_is_a_price_gap_from_that_day(imported) -> Non
         severity, billed, computed, excess, message, _ = drift(p)[(day, "gpt-4.1")]
         # +16 %: past the 5 % and $1 warning floors, short of 20 % for critical
         assert (severity, billed, computed, excess) == ("warning", 58.0, 50.0, Decimal(8))
-        assert message.endswith("likely cause: price or tier, 100.0 % of the billed tokens recorded")
+        assert message.endswith(
+            "likely cause: price or tier, 100.0 % of the billed tokens recorded"
+        )
     assert (D3, "gpt-4.1") not in drift(p)
 
 
 def test_anthropic_cents_are_parsed_exactly(imported) -> None:
     p, _ = imported
-    amounts = dict(query(p, """select amount_raw, amount_usd from raw.provider_costs
-                               where provider = 'anthropic' and report_kind = 'cost'"""))
+    amounts = dict(
+        query(
+            p,
+            """select amount_raw, amount_usd from raw.provider_costs
+                               where provider = 'anthropic' and report_kind = 'cost'""",
+        )
+    )
     assert amounts["123.45"] == Decimal("1.2345")
     assert amounts["2473.80"] == Decimal("24.738")
     assert amounts["4200.00"] == Decimal("42")
@@ -250,10 +264,18 @@ def test_reconcile_show_prints_the_days_with_causes_and_alerts(imported) -> None
     p, _ = imported
     code, out, _ = cli("reconcile", "show", "--days", "7")
     assert code == 0
-    lines = [line for line in out.splitlines() if "2026-11-03" in line and "claude-sonnet-4" in line]
+    lines = [line for line in out.splitlines()
+             if "2026-11-03" in line and "claude-sonnet-4" in line]  # fmt: skip
     assert len(lines) == 1
-    for cell in ("$75.44", "$60.35", "+$15.09", "+25.0 %", "80.0 %", "missing instrumentation",
-                 "critical"):
+    for cell in (
+        "$75.44",
+        "$60.35",
+        "+$15.09",
+        "+25.0 %",
+        "80.0 %",
+        "missing instrumentation",
+        "critical",
+    ):
         assert cell in lines[0]
     assert "4 invoice_drift finding(s)" in out
     code, out, _ = cli("reconcile", "show", "--days", "1", "--by-kind")
@@ -267,8 +289,11 @@ def _digests(p) -> list[tuple]:
     tables = ("raw.provider_costs", "raw.provider_report_log", "marts.cost_reconciliation",
               "marts.anomalies")  # fmt: skip
     return [
-        query(p, f"""select count(*), md5(string_agg(cast(t as varchar), chr(10)
-                     order by cast(t as varchar))) from {table} as t""")[0]
+        query(
+            p,
+            f"""select count(*), md5(string_agg(cast(t as varchar), chr(10)
+                     order by cast(t as varchar))) from {table} as t""",
+        )[0]
         for table in tables
     ]
 
@@ -336,10 +361,14 @@ def test_the_report_has_a_reconciliation_section(imported) -> None:
     page = p.report.read_text()
     data = json.loads(page.split('id="spendwatch-data">', 1)[1].split("</script>", 1)[0])
     columns = data["reconciliation"]
-    records = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values())]
+    records = [dict(zip(columns, values, strict=True))
+               for values in zip(*columns.values(), strict=True)]  # fmt: skip
     rows = {(r["day"], r["provider"], r["model"]): r for r in records}
     row = rows[("2026-11-03", "anthropic", "claude-sonnet-4")]
     assert (row["billed_usd"], row["computed_usd"], row["likely_cause"], row["severity"]) == (
-        75.438, 60.3504, "missing instrumentation", "critical"
+        75.438,
+        60.3504,
+        "missing instrumentation",
+        "critical",
     )
     assert rows[("2026-11-03", "openai", None)]["likely_cause"] == "unmapped line item"

@@ -35,9 +35,7 @@ def cmd_import(args: argparse.Namespace, p: Paths, console: Console) -> int:
         days = f"{r.first_day:%Y-%m-%d} → {r.last_day:%Y-%m-%d}"
         if r.imported:
             unmapped = f", {r.unmapped_rows} unmapped" if r.unmapped_rows else ""
-            console.print(
-                f"imported {r.path} ({r.shape}): {r.rows:,} rows{unmapped}, {days}"
-            )
+            console.print(f"imported {r.path} ({r.shape}): {r.rows:,} rows{unmapped}, {days}")
         else:
             console.print(
                 f"[dim]skipped {r.path}: the same content was imported as {r.already[0]} "

@@ -4,12 +4,14 @@ rows of `raw.provider_costs`.
 Four shapes, as the providers' admin APIs return them (one page per response; a file holds one
 page, a JSON array of pages, or one page per line, in the order they were fetched):
 
-| shape | endpoint | what a result is |
-|---|---|---|
-| `openai_costs` | OpenAI `GET /v1/organization/costs` | `amount.value` USD (a number) of a `line_item` ("gpt-4o-2024-08-06, cached input") |
-| `openai_usage_completions` | OpenAI `GET /v1/organization/usage/completions` | `input_tokens` (cached included), `input_cached_tokens`, `output_tokens` of a `model` |
-| `anthropic_cost_report` | Anthropic `GET /v1/organizations/cost_report` | `amount`, a decimal string in cents ("123.45" = $1.2345), of a `model` × `token_type` |
-| `anthropic_usage_messages` | Anthropic `GET /v1/organizations/usage_report/messages` | `uncached_input_tokens`, `cache_read_input_tokens`, `cache_creation.*`, `output_tokens` of a `model` |
+- `openai_costs`, OpenAI `GET /v1/organization/costs`: a result is `amount.value` USD (a
+  number) of a `line_item` ("gpt-4o-2024-08-06, cached input");
+- `openai_usage_completions`, OpenAI `GET /v1/organization/usage/completions`: `input_tokens`
+  (cached included), `input_cached_tokens`, `output_tokens` of a `model`;
+- `anthropic_cost_report`, Anthropic `GET /v1/organizations/cost_report`: `amount`, a decimal
+  string in cents ("123.45" = $1.2345), of a `model` × `token_type`;
+- `anthropic_usage_messages`, Anthropic `GET /v1/organizations/usage_report/messages`:
+  `uncached_input_tokens`, `cache_read_input_tokens`, `cache_creation.*`, `output_tokens`.
 
 Pages are chained by `has_more` / `next_page`: a file whose last page still says `has_more: true`
 is an incomplete report (its billed side would be too low) and is refused. Every result becomes
@@ -160,7 +162,7 @@ class AnthropicCostResult(_Shape):
         # a number here is someone's conversion (dollars or cents?): refuse rather than guess
         if not isinstance(value, str):
             raise ValueError(
-                "amount must be the decimal string in cents the API returns (\"123.45\" = $1.2345)"
+                'amount must be the decimal string in cents the API returns ("123.45" = $1.2345)'
             )
         return value
 
@@ -255,7 +257,9 @@ def read_report(path: Path, text: str | None = None) -> Report:
         try:
             text = path.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise ReportError(f"{path}: not UTF-8 text ({exc.reason}); supported: {SUPPORTED}")
+            raise ReportError(
+                f"{path}: not UTF-8 text ({exc.reason}); supported: {SUPPORTED}"
+            ) from None
     pages = _pages(path, text)
     shape = _detect(path, pages)
     try:
@@ -392,8 +396,8 @@ def _rows(path: Path, shape: Shape, pages: list[Any]) -> Iterator[dict[str, Any]
             if not bucket.results:
                 yield _row(base, result_index=None)
             for result_index, result in enumerate(bucket.results):
-                parts = _RESULT_ROWS[shape.name](path, f"{where}, result {result_index + 1}", result)
-                for part in parts:
+                place = f"{where}, result {result_index + 1}"
+                for part in _RESULT_ROWS[shape.name](path, place, result):
                     yield _row(base, result_index=result_index, **part)
 
 
@@ -460,8 +464,12 @@ def _anthropic_cost(path: Path, where: str, result: AnthropicCostResult) -> list
 
 
 def _anthropic_usage(path: Path, where: str, result: AnthropicUsageResult) -> list[dict[str, Any]]:
-    common = {"provider_model": result.model, "workspace_id": result.workspace_id,
-              "service_tier": result.service_tier, "context_window": result.context_window}
+    common = {
+        "provider_model": result.model,
+        "workspace_id": result.workspace_id,
+        "service_tier": result.service_tier,
+        "context_window": result.context_window,
+    }
     writes = (result.cache_creation.ephemeral_5m_input_tokens
               + result.cache_creation.ephemeral_1h_input_tokens)  # fmt: skip
     return [

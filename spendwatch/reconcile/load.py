@@ -122,7 +122,9 @@ def import_reports(warehouse: Path, files: list[Path]) -> list[FileImport]:
         for report, data in reports:
             sha = hashlib.sha256(data).hexdigest()
             unmapped = sum(
-                1 for row in report.rows if row["result_index"] is not None and not row["token_kind"]
+                1
+                for row in report.rows
+                if row["result_index"] is not None and not row["token_kind"]
             )
             result = FileImport(
                 report.path, sha, report.shape.name, report.shape.provider,

@@ -136,8 +136,9 @@ def plan(
             previous = last_sent.get((inc.series, channel))
             if age > stale_after:
                 status = "suppressed_stale"
+                hours = settings.stale_hours(inc.detector)
                 note = (f"latest anomalous hour ended {_hours(age)} before this run "
-                        f"(stale_after_hours = {settings.stale_hours(inc.detector):g})")  # fmt: skip
+                        f"(stale_after_hours = {hours:g})")  # fmt: skip
             elif mute is not None:
                 status = "suppressed_muted"
                 note = f"muted until {mute.until:%Y-%m-%d %H:%M} UTC by {mute.source}"
