@@ -114,6 +114,8 @@ def load_rows(warehouse: Path, days: int, by_kind: bool = False) -> list[Reconci
 def _usd(value: Decimal | None) -> str:
     if value is None:
         return ""
+    if value == 0:
+        return "$0.00"
     return f"${value:,.2f}" if abs(value) >= 1 else f"${value:,.4f}"
 
 
@@ -150,7 +152,12 @@ def render(rows: list[ReconciliationRow], console: Console, by_kind: bool = Fals
         cells += [_usd(row.billed_usd), _usd(row.computed_usd), _signed_usd(row.difference_usd),
                   pct, _tokens(row), row.likely_cause or "", row.severity or ""]  # fmt: skip
         table.add_row(*cells, style=style)
-    console.print(table)
+    # a pipe or a file gets the whole table (the CLI's console is 140 wide there); a terminal
+    # squeezes it to its width
+    wide = console if console.is_terminal else Console(
+        file=console.file, width=max(console.width, 200), no_color=True, highlight=False
+    )  # fmt: skip
+    wide.print(table)
     if unmapped:
         console.print("billed lines without a model and token kind (not in the totals above):")
         for row in unmapped:
@@ -168,4 +175,5 @@ def render(rows: list[ReconciliationRow], console: Console, by_kind: bool = Fals
         f"{_signed_usd(billed - computed)}; {drift} invoice_drift finding(s); tokens rec. = "
         "recorded tokens as a share of the billed (usage report)",
         highlight=False,
+        soft_wrap=True,
     )
