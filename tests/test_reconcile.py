@@ -372,3 +372,43 @@ def test_the_report_has_a_reconciliation_section(imported) -> None:
         "critical",
     )
     assert rows[("2026-11-03", "openai", None)]["likely_cause"] == "unmapped line item"
+
+
+def test_the_report_section_shows_in_a_browser(imported) -> None:
+    p, _ = imported
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.fail(f"{chromium} is missing: `make test` installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(p.report.as_uri())
+            page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+            assert not page.eval_on_selector("#reconciliation", "e => e.hidden")
+            assert not page.eval_on_selector("#nav-reconciliation", "e => e.hidden")
+            caption = page.inner_text("#reconciliation-caption")
+            assert caption == (
+                "2026-11-02 → 2026-11-05: billed $525.75, computed $486.66 (and "
+                "$3.73 billed without a model), 4 invoice_drift findings"
+            )
+            critical = page.locator("#reconciliation-table tr[data-severity=critical]")
+            assert critical.count() == 1
+            cells = critical.locator("td").all_inner_texts()
+            assert cells[:3] == ["2026-11-03", "anthropic", "claude-sonnet-4"]
+            assert cells[5:] == [
+                "+$15.09",
+                "+25.0 %",
+                "17,319,360 / 21,649,200",
+                "missing instrumentation",
+                "critical",
+            ]
+            unmapped = page.locator("#reconciliation-table tr[data-cause='unmapped line item']")
+            assert unmapped.count() == 2
+            assert errors == []
+        finally:
+            browser.close()

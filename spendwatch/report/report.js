@@ -656,10 +656,12 @@
     if (!rows.length) return;
     $('reconciliation').hidden = false;
     $('nav-reconciliation').hidden = false;
-    const billed = sum(rows, 'billed_usd');
-    const computed = sum(rows, 'computed_usd');
+    const mapped = rows.filter((r) => r.token_kind !== 'unmapped');
+    const unmappedUsd = sum(rows, 'billed_usd') - sum(mapped, 'billed_usd');
     const findings = rows.filter((r) => r.severity).length;
-    $('reconciliation-caption').textContent = `${rows[rows.length - 1].day} → ${rows[0].day}: billed ${usd(billed)}, computed ${usd(computed)}, ${findings} invoice_drift finding${findings === 1 ? '' : 's'}`;
+    $('reconciliation-caption').textContent = `${rows[rows.length - 1].day} → ${rows[0].day}: billed ${usd(sum(mapped, 'billed_usd'))}, computed ${usd(sum(mapped, 'computed_usd'))}`
+      + (unmappedUsd ? ` (and ${usd(unmappedUsd)} billed without a model)` : '')
+      + `, ${findings} invoice_drift finding${findings === 1 ? '' : 's'}`;
     const table = clear($('reconciliation-table'));
     const headers = ['Day', 'Provider', 'Model', 'Billed', 'Computed', 'Difference', '%', 'Tokens recorded / billed', 'Likely cause', 'Alert'];
     const numeric = new Set(['Billed', 'Computed', 'Difference', '%', 'Tokens recorded / billed']);
