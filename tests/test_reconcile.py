@@ -320,6 +320,9 @@ def test_importing_the_same_files_again_changes_nothing(imported, tmp_path: Path
     [
         ("chat.json", {"id": "chatcmpl-1", "object": "chat.completion", "choices": []},
          "no time buckets"),
+        ("export.json", {"object": "page", "has_more": False, "data": [
+            {"object": "bucket", "start_time": 1793577600, "end_time": 1793664000,
+             "results": []}]}, "every bucket is empty"),
         ("partial_costs.json", {"object": "page", "has_more": True, "next_page": "page_x",
                                 "data": [{"object": "bucket", "start_time": 1793577600,
                                           "end_time": 1793664000, "results": []}]},

@@ -315,11 +315,19 @@ def _detect(path: Path, pages: list[dict[str, Any]]) -> Shape:
         for r in (b.get("results") or b.get("result") or [])
         if isinstance(r, dict)
     ]
+    if not results and not (_named(path, "cost") or _named(path, "usage")):
+        raise ReportError(
+            f"{path}: every bucket is empty, so nothing says whether this is a cost or a usage "
+            "report; put 'cost' or 'usage' in the file's name (it then records that nothing "
+            f"was billed or used on those days); supported: {SUPPORTED}"
+        )
     if "start_time" in buckets[0]:
         objects = {r.get("object") for r in results}
         if objects <= {"organization.costs.result"} and (results or _named(path, "cost")):
             return SHAPES["openai_costs"]
-        if objects <= {"organization.usage.completions.result"} and results:
+        if objects <= {"organization.usage.completions.result"} and (
+            results or _named(path, "usage")
+        ):
             return SHAPES["openai_usage_completions"]
         found = ", ".join(sorted(str(o) for o in objects)) or "none"
         raise ReportError(
@@ -329,7 +337,11 @@ def _detect(path: Path, pages: list[dict[str, Any]]) -> Shape:
     if "starting_at" in buckets[0]:
         if results and all("amount" in r for r in results) or not results and _named(path, "cost"):
             return SHAPES["anthropic_cost_report"]
-        if results and all("uncached_input_tokens" in r for r in results):
+        if (
+            results
+            and all("uncached_input_tokens" in r for r in results)
+            or (not results and _named(path, "usage"))
+        ):
             return SHAPES["anthropic_usage_messages"]
         raise ReportError(
             f"{path}: an Anthropic report page whose results are neither cost items (amount) nor "
@@ -342,7 +354,7 @@ def _detect(path: Path, pages: list[dict[str, Any]]) -> Shape:
 
 
 def _named(path: Path, word: str) -> bool:
-    """A report with no result at all says nothing of its kind but its name (all days $0)."""
+    """A report with no result at all says nothing of its kind but its name."""
     return word in path.name.lower()
 
 
