@@ -1,4 +1,5 @@
-"""The `spendwatch` command: demo, generate, materialize, report, alerts, prices, import-otel.
+"""The `spendwatch` command: demo, generate, materialize, report, alerts, export, prices,
+import-otel.
 
 Dagster and dbt are imported inside the commands that run them, so `spendwatch --help` and
 `import spendwatch` stay light.
@@ -25,7 +26,7 @@ from spendwatch.config import Paths, paths
 #: What the `[warehouse]` extra installs; the SDK alone (tracker, OTel import) needs none of it.
 WAREHOUSE_MODULES = {
     "dagster", "dagster_dbt", "dbt", "duckdb", "great_expectations", "pandas", "numpy",
-    "genai_prices", "httpx", "yaml", "plotly",
+    "genai_prices", "httpx", "yaml", "plotly", "boto3", "botocore",
 }  # fmt: skip
 
 # wide enough for the tables when the output is a file or a pipe (rich assumes 80 columns)
@@ -293,6 +294,24 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/] {exc}")
         return 3
     return 2
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from orchestration.lib.exports import commands
+
+    p = paths(args.home)
+    if args.status:
+        if args.destination or args.start or args.end:
+            raise CliError("--status shows the export log: give it alone (`spendwatch export "
+                           "--status`)", 2)  # fmt: skip
+        return commands.show_status(p, console)
+    if not args.destination:
+        raise CliError("say where to: `spendwatch export datadog` or `spendwatch export "
+                       "cloudwatch` (or `spendwatch export --status`)", 2)  # fmt: skip
+    if args.end and not args.start:
+        raise CliError("--end needs --start (without a range: every complete hour of the last 7 "
+                       "days not exported yet)", 2)  # fmt: skip
+    return commands.export(p, console, args.destination, args.start, args.end)
 
 
 REPORT_DAYS = 14  # spendwatch.report.DEFAULT_DAYS, without importing it for --help
@@ -578,6 +597,22 @@ def build_parser() -> argparse.ArgumentParser:
     unmute = alerts_sub.add_parser("unmute", help="lift a mute set with `alerts mute`")
     unmute.add_argument("mute_id")
     alerts.set_defaults(func=cmd_alerts)
+
+    exp = sub.add_parser(
+        "export",
+        help="send the hourly cost metrics to Datadog or CloudWatch; --status shows the log",
+        description="Push the hourly mart figures (llm.calls, llm.tokens, llm.cost_usd, "
+        "llm.cost_per_call_usd, llm.cache_hit_rate by feature, model, provider and environment) "
+        "as metrics. Without a range: every complete hour of the last 7 days not exported yet "
+        "(or changed since), failed hours included.",
+    )
+    exp.add_argument("destination", nargs="?", choices=["datadog", "cloudwatch"])
+    exp.add_argument("--start", type=_hour, help="first hour, ISO (UTC if no offset)")
+    exp.add_argument("--end", type=_hour, help="end hour, exclusive (default: the current hour)")
+    exp.add_argument(
+        "--status", action="store_true", help="what was exported, and what failed (with why)"
+    )
+    exp.set_defaults(func=cmd_export)
 
     rep = sub.add_parser(
         "report", help="write the self-contained HTML dashboard from the warehouse"

@@ -232,3 +232,70 @@ def secret_from_env(name: str) -> str | None:
     webhook, a team's PagerDuty routing key): the file holds the variable's name, never the
     value."""
     return _env(name)
+
+
+# --- metric exports (Datadog, CloudWatch) ---------------------------------------------------
+
+DEFAULT_DATADOG_URL = "https://api.datadoghq.com"
+#: the exports' destinations, in the order `spendwatch export --status` lists them
+EXPORT_DESTINATIONS = ("datadog", "cloudwatch")
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """Where the hourly mart figures go as metrics, from the environment. The API key is left
+    out of `repr`; AWS credentials and region are boto3's own (environment, ~/.aws, a role) and
+    never pass through here."""
+
+    datadog_api_key: str | None = field(default=None, repr=False)
+    datadog_url: str = DEFAULT_DATADOG_URL
+    cloudwatch_namespace: str | None = None
+    cloudwatch_endpoint_url: str | None = None
+    warehouse_wait_seconds: float = 600.0
+
+    def missing(self, destination: str) -> str | None:
+        """Why `destination` cannot be exported to (what to set), or None when it can."""
+        if destination == "datadog":
+            return None if self.datadog_api_key else "set SPENDWATCH_DATADOG_API_KEY"
+        if destination == "cloudwatch":
+            return None if self.cloudwatch_namespace else "set SPENDWATCH_CLOUDWATCH_NAMESPACE"
+        raise ValueError(
+            f"unknown export destination {destination!r}: choose one of "
+            f"{', '.join(EXPORT_DESTINATIONS)}"
+        )
+
+    def configured(self) -> list[str]:
+        return [d for d in EXPORT_DESTINATIONS if self.missing(d) is None]
+
+    def secrets(self) -> list[str]:
+        """Every secret an error text could quote: the Datadog key and the AWS secrets boto3
+        reads from the environment (the redaction list)."""
+        aws = (_env("AWS_SECRET_ACCESS_KEY"), _env("AWS_SESSION_TOKEN"))
+        return [s for s in (self.datadog_api_key, *aws) if s]
+
+
+def export_settings() -> ExportSettings:
+    """Read the export settings from the environment (README, "Metrics in Datadog and
+    CloudWatch"): `SPENDWATCH_DATADOG_API_KEY` (turns the Datadog export on),
+    `SPENDWATCH_DATADOG_URL` (the site's API base, default https://api.datadoghq.com; series go
+    to `<base>/api/v2/series`), `SPENDWATCH_CLOUDWATCH_NAMESPACE` (turns the CloudWatch export
+    on, e.g. `LLM/Spend`), `SPENDWATCH_CLOUDWATCH_ENDPOINT_URL` (another endpoint, e.g. a VPC
+    endpoint or an emulator), `SPENDWATCH_WAREHOUSE_WAIT_SECONDS` (600)."""
+    wait = _env("SPENDWATCH_WAREHOUSE_WAIT_SECONDS") or "600"
+    try:
+        wait_seconds = float(wait)
+    except ValueError:
+        raise ValueError(f"SPENDWATCH_WAREHOUSE_WAIT_SECONDS={wait!r} is not a number") from None
+    url = (_env("SPENDWATCH_DATADOG_URL") or DEFAULT_DATADOG_URL).rstrip("/")
+    endpoint = _env("SPENDWATCH_CLOUDWATCH_ENDPOINT_URL")
+    for name, value in (("SPENDWATCH_DATADOG_URL", url),
+                        ("SPENDWATCH_CLOUDWATCH_ENDPOINT_URL", endpoint)):  # fmt: skip
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{name}={value!r} is not an http(s) URL")
+    return ExportSettings(
+        datadog_api_key=_env("SPENDWATCH_DATADOG_API_KEY"),
+        datadog_url=url,
+        cloudwatch_namespace=_env("SPENDWATCH_CLOUDWATCH_NAMESPACE"),
+        cloudwatch_endpoint_url=endpoint.rstrip("/") if endpoint else None,
+        warehouse_wait_seconds=wait_seconds,
+    )

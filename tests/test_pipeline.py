@@ -218,3 +218,40 @@ def test_a_failed_range_run_marks_its_unbuilt_partitions_failed(warehouse, monke
         "ops/check_results": {days[0]: failed, days[1]: failed},
         "marts/anomalies": {days[0]: failed, days[1]: failed},
     }
+
+
+def test_exported_metrics_add_up_to_the_calls(warehouse, httpserver, monkeypatch) -> None:
+    """`spendwatch export datadog` over the range of a real build: per hour, the points sum to
+    what the calls themselves sum to (counted here from fct_llm_calls, not from the mart the
+    export reads), one series per feature × environment × provider × resolved model."""
+    import zlib
+
+    from orchestration.lib.exports.run import export_metrics
+    from spendwatch.config import export_settings
+
+    p, _ = warehouse
+    monkeypatch.setenv("SPENDWATCH_DATADOG_API_KEY", "pipeline-test-key")
+    monkeypatch.setenv("SPENDWATCH_DATADOG_URL", httpserver.url_for("/").rstrip("/"))
+    httpserver.expect_request("/api/v2/series", method="POST").respond_with_json({}, status=202)
+    report = export_metrics(p.warehouse, "datadog", export_settings(), start=START, end=END)
+    assert report.ok and len(report.outcomes) == 48
+
+    sums: dict[tuple[str, int], float] = defaultdict(float)
+    series: dict[int, set] = defaultdict(set)
+    for request, _ in httpserver.log:
+        for s in json.loads(zlib.decompress(request.get_data()))["series"]:
+            (point,) = s["points"]
+            kind = next((t for t in s["tags"] if t.startswith("token_type:")), "")
+            sums[(s["metric"] + kind, point["timestamp"])] += point["value"]
+            series[point["timestamp"]].add(tuple(t for t in s["tags"] if t != kind))
+    rows = query(p, """
+        select epoch(hour_at)::bigint, count(*), sum(input_tokens), sum(cache_read_tokens),
+               sum(cost_usd), count(distinct (feature, environment, provider, canonical_model))
+        from marts.fct_llm_calls group by 1""")  # fmt: skip
+    assert len(rows) == 48
+    for ts, calls, input_tokens, cache_read, cost, n_series in rows:
+        assert sums[("llm.calls", ts)] == calls
+        assert sums[("llm.tokenstoken_type:input", ts)] == input_tokens
+        assert sums[("llm.tokenstoken_type:cache_read", ts)] == cache_read
+        assert sums[("llm.cost_usd", ts)] == pytest.approx(float(cost), rel=1e-9)
+        assert len(series[ts]) == n_series

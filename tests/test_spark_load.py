@@ -5,7 +5,6 @@ rows unless allow_empty. One Spark process runs the whole sequence (tests/spark_
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import shutil
@@ -15,9 +14,7 @@ from pathlib import Path
 
 import pytest
 from test_faults_ingest import HOLES
-from test_ingest import CORPUS, line
-
-from spendwatch.landing import hour_dir
+from test_ingest import CORPUS, line, write_hour
 
 HOUR = datetime(2026, 11, 3, 14, tzinfo=UTC)
 PREV = HOUR - timedelta(hours=1)
@@ -77,14 +74,6 @@ HOLE_LINES = [
 ]
 
 
-def write(landing: Path, at: datetime, name: str, content: bytes) -> Path:
-    folder = hour_dir(landing, at)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_bytes(gzip.compress(content) if name.endswith(".gz") else content)
-    return path
-
-
 def write_landing(landing: Path) -> dict[str, list[tuple[bytes, str | None]]]:
     """The landing files (for both engines); returns each file's lines and expected reasons."""
     files = {
@@ -98,11 +87,13 @@ def write_landing(landing: Path) -> dict[str, list[tuple[bytes, str | None]]]:
     }  # fmt: skip
     for name, lines in files.items():
         ending = b"\r\n" if name.endswith(".gz") else b"\n"
-        write(landing, HOUR, name, ending.join(raw for raw, _ in lines) + ending)
+        write_hour(landing, HOUR, name, ending.join(raw for raw, _ in lines) + ending)
     # a writer still writing (no final newline), in plain and gzip; a BOM; invalid UTF-8 last
-    write(landing, HOUR, "app-4.jsonl", line(event_id="w-1") + b"\n" + line(event_id="w-2")[:40])
-    write(landing, HOUR, "app-5.jsonl.gz", line(event_id="wz-1") + b"\n" + b'{"event_id": "wz')
-    write(
+    write_hour(
+        landing, HOUR, "app-4.jsonl", line(event_id="w-1") + b"\n" + line(event_id="w-2")[:40]
+    )
+    write_hour(landing, HOUR, "app-5.jsonl.gz", line(event_id="wz-1") + b"\n" + b'{"event_id": "wz')
+    write_hour(
         landing,
         HOUR,
         "app-6.jsonl",
@@ -111,8 +102,10 @@ def write_landing(landing: Path) -> dict[str, list[tuple[bytes, str | None]]]:
         + b"\n"
         + line(event_id="latin-last", feature="caf\u00e9").replace(b"\xc3\xa9", b"\xe9"),
     )
-    write(landing, HOUR, "app-7.jsonl", line(event_id="u16-1").decode().encode("utf-16") + b"\n")
-    write(landing, PREV, "prev.jsonl",
+    write_hour(
+        landing, HOUR, "app-7.jsonl", line(event_id="u16-1").decode().encode("utf-16") + b"\n"
+    )
+    write_hour(landing, PREV, "prev.jsonl",
           line(event_id="prev-1", occurred_at="2026-11-03T13:05:00Z") + b"\n"
           + line(event_id="prev-2", occurred_at="2026-11-03T13:06:00Z") + b"\n")  # fmt: skip
     return files

@@ -341,7 +341,7 @@ def _validate(con, pieces: _Pieces, validated: str, window: dict, batches: list[
         "horizon_lo": min(pieces.hours) - DUPLICATE_HORIZON,
         "horizon_hi": max(pieces.hours) + timedelta(hours=1) + DUPLICATE_HORIZON,
     }
-    duplicates = duplicates_sql(batch, "ingest_validated", "ingest_files")
+    duplicates = duplicates_sql(batch, "ingest_files", earlier="ingest_validated")
     con.execute(
         f"create or replace temp table ingest_batch_duplicates as {duplicates}", window | horizon
     )

@@ -59,7 +59,8 @@ from orchestration.lib.ingest.landing import (
 from orchestration.lib.ingest.load import DDL, MISSING, LoadResult
 from orchestration.lib.ingest.validate import (
     DUPLICATE_HORIZON,
-    spark_duplicates_sql,
+    duplicates_sql,
+    literal_bounds,
     validate_sql,
 )
 from orchestration.lib.quality_ddl import CHECK_RESULTS_DDL
@@ -384,7 +385,12 @@ def _stage(spark, entries: list[dict], now: datetime, window: tuple, keep: list[
     with_files = [e["partition_hour"] for e in readable]
     horizon = (min(with_files) - DUPLICATE_HORIZON,
                max(with_files) + timedelta(hours=1) + DUPLICATE_HORIZON)  # fmt: skip
-    duplicates = spark_duplicates_sql("ingest_validated", "ingest_files", window, keep, horizon)
+    duplicates = duplicates_sql(
+        "ingest_validated",
+        "ingest_files",
+        engine="spark",
+        bounds=literal_bounds(window, keep, horizon),
+    )
     spark.sql(duplicates).createOrReplaceTempView("ingest_duplicates")
     fields = ", ".join(f"v.{n}" for n in WAREHOUSE_COLUMNS)
     spark.sql(f"""

@@ -39,6 +39,7 @@ character), and `duplicates_sql` finds the event ids seen twice: earlier in the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from orchestration.lib.ingest.landing import MAX_LINE_BYTES, MAX_STORED_LINE_CHARS
@@ -88,6 +89,9 @@ class DuckDB:
 
     def trim(self, x: str, chars: str) -> str:
         return f"trim({x}, {self.lit(chars)})"
+
+    def hour_text(self, x: str) -> str:  # 2026-03-02 09:00
+        return f"strftime({x}, '%Y-%m-%d %H:00')"
 
     # each field's columns: <name>__raw (the JSON text; NULL when absent or null),
     # <name>__text (a string's value, else the JSON text), <name>__trim (string fields)
@@ -209,6 +213,9 @@ class Spark(DuckDB):
 
     def trim(self, x: str, chars: str) -> str:
         return f"trim(BOTH {self.lit(chars)} FROM {x})"
+
+    def hour_text(self, x: str) -> str:
+        return f"date_format({x}, 'yyyy-MM-dd HH:00')"
 
     def present(self, n: str) -> str:  # <name>__type is NULL when absent or null
         return f"({n}__type is not null)"
@@ -481,16 +488,69 @@ def validate_sql(
     """
 
 
-def duplicates_sql(batch: str, validated: str, files: str) -> str:
+#: the duplicate query's bounds as DuckDB parameters: $lo, $hi (the window), $keep (its kept
+#: hours), $horizon_lo, $horizon_hi (the batch's first hour - DUPLICATE_HORIZON, its last hour + 1
+#: hour + DUPLICATE_HORIZON: constants, so DuckDB skips the row groups of raw.llm_calls outside)
+PARAMETER_BOUNDS = {
+    "lo": "$lo",
+    "hi": "$hi",
+    "kept": "list_contains($keep, partition_hour)",
+    "horizon_lo": "$horizon_lo",
+    "horizon_hi": "$horizon_hi",
+}
+
+
+def literal_bounds(
+    window: tuple[datetime, datetime], keep: list[datetime], horizon: tuple[datetime, datetime]
+) -> dict[str, str]:
+    """The same bounds as literals (the Spark load's one query)."""
+
+    def ts(at: datetime) -> str:
+        return f"timestamp '{at:%Y-%m-%d %H:%M:%S}'"
+
+    kept = f"partition_hour in ({', '.join(map(ts, keep))})" if keep else "false"
+    return {"lo": ts(window[0]), "hi": ts(window[1]), "kept": kept,
+            "horizon_lo": ts(horizon[0]), "horizon_hi": ts(horizon[1])}  # fmt: skip
+
+
+def duplicates_sql(
+    batch: str,
+    files: str,
+    earlier: str | None = None,
+    engine: str = "duckdb",
+    bounds: Mapping[str, str] = PARAMETER_BOUNDS,
+) -> str:
     """The lines of `batch` (an output of `validate_sql`) that are duplicates, with the detail
     of duplicate_event_id: every line of an event that raw.llm_calls holds outside the window
     (or in its kept hours) within `DUPLICATE_HORIZON` of the batch's hours; every line of an
-    event loaded from an earlier batch of the same load (`validated`, the batches before); and
-    every line but the first of an event seen twice in the batch (first = earliest hour, then
-    file, then line: the order files are read in). `files` maps file_id to source_file.
-    Parameters: $lo, $hi (the window), $keep (its kept hours), $horizon_lo, $horizon_hi (the
-    batch's first hour - DUPLICATE_HORIZON, its last hour + 1 hour + DUPLICATE_HORIZON:
-    constants, so DuckDB skips the row groups of raw.llm_calls outside them)."""
+    event loaded from an earlier batch of the same load (`earlier`, the DuckDB load's batches
+    before; the Spark load validates its window in one batch); and every line but the first of
+    an event seen twice in the batch (first = earliest hour, then file, then line: the order
+    files are read in). `files` maps file_id to source_file; `bounds` are the SQL of the window
+    and the horizon (`PARAMETER_BOUNDS` or `literal_bounds`)."""
+    e = ENGINES[engine]
+    b = bounds
+    earlier_cte = (
+        f"""
+    earlier as (  -- loaded by this load's batches before: one valid line per event
+        select v.event_id, any_value(f.source_file || ' line ' || v.line_number) as first_seen
+        from {earlier} as v join {files} as f using (file_id)
+        where v.reason is null and v.event_id in (select event_id from ok)
+        group by 1
+    ),"""
+        if earlier
+        else ""
+    )
+    from_earlier = (
+        """
+    union all
+    select ok.file_id, ok.line_number, 'first seen in ' || earlier.first_seen
+    from ok join earlier using (event_id)
+    where ok.event_id not in (select event_id from held)"""
+        if earlier
+        else ""
+    )
+    not_earlier = "and event_id not in (select event_id from earlier)" if earlier else ""
     return f"""
     with ok as (
         select b.file_id, b.line_number, b.partition_hour, f.source_file, b.event_id
@@ -500,18 +560,11 @@ def duplicates_sql(batch: str, validated: str, files: str) -> str:
     held as (
         select event_id, min(partition_hour) as held_hour, min(source_file) as held_file
         from raw.llm_calls
-        where partition_hour >= $horizon_lo and partition_hour < $horizon_hi  -- (zone maps)
-            and (partition_hour < $lo or partition_hour >= $hi
-                 or list_contains($keep, partition_hour))
+        where partition_hour >= {b["horizon_lo"]} and partition_hour < {b["horizon_hi"]}
+            and (partition_hour < {b["lo"]} or partition_hour >= {b["hi"]} or {b["kept"]})
             and event_id in (select event_id from ok)
         group by 1
-    ),
-    earlier as (  -- loaded by this load's batches before: one valid line per event
-        select v.event_id, any_value(f.source_file || ' line ' || v.line_number) as first_seen
-        from {validated} as v join {files} as f using (file_id)
-        where v.reason is null and v.event_id in (select event_id from ok)
-        group by 1
-    ),
+    ),{earlier_cte}
     repeated as (
         select ok.*,
             row_number() over same_id as seen,
@@ -521,64 +574,10 @@ def duplicates_sql(batch: str, validated: str, files: str) -> str:
         window same_id as (partition by event_id order by partition_hour, source_file, line_number)
     )
     select ok.file_id, ok.line_number, 'already loaded in hour '
-        || strftime(held.held_hour, '%Y-%m-%d %H:00') || ' (' || held.held_file || ')'
-        as reason_detail
-    from ok join held using (event_id)
-    union all
-    select ok.file_id, ok.line_number, 'first seen in ' || earlier.first_seen
-    from ok join earlier using (event_id)
-    where ok.event_id not in (select event_id from held)
+        || {e.hour_text("held.held_hour")} || ' (' || held.held_file || ')' as reason_detail
+    from ok join held using (event_id){from_earlier}
     union all
     select file_id, line_number, 'first seen in ' || first_seen from repeated
     where seen > 1 and event_id not in (select event_id from held)
-        and event_id not in (select event_id from earlier)
-    """
-
-
-def spark_duplicates_sql(
-    validated: str,
-    files: str,
-    window: tuple[datetime, datetime],
-    keep: list[datetime],
-    horizon: tuple[datetime, datetime],
-) -> str:
-    """`duplicates_sql` for the Spark load, which validates its window in one batch: every line
-    of an event that raw.llm_calls holds outside the window (or in its kept hours) within the
-    horizon, and every line but the first of an event seen twice in the load (first =
-    earliest hour, then file, then line). The same details as DuckDB's."""
-
-    def ts(at: datetime) -> str:
-        return f"timestamp '{at:%Y-%m-%d %H:%M:%S}'"
-
-    kept = f"partition_hour in ({', '.join(map(ts, keep))})" if keep else "false"
-    return f"""
-    with ok as (
-        select v.file_id, v.line_number, v.partition_hour, f.source_file, v.event_id
-        from {validated} as v join {files} as f on v.file_id = f.file_id
-        where v.reason is null
-    ),
-    held as (
-        select event_id, min(partition_hour) as held_hour, min(source_file) as held_file
-        from raw.llm_calls
-        where partition_hour >= {ts(horizon[0])} and partition_hour < {ts(horizon[1])}
-            and (partition_hour < {ts(window[0])} or partition_hour >= {ts(window[1])}
-                 or {kept})
-            and event_id in (select event_id from ok)
-        group by 1
-    ),
-    repeated as (
-        select ok.*,
-            row_number() over same_id as seen,
-            first_value(source_file || ' line ' || line_number) over same_id as first_seen
-        from ok
-        where event_id in (select event_id from ok group by 1 having count(*) > 1)
-        window same_id as (partition by event_id order by partition_hour, source_file, line_number)
-    )
-    select ok.file_id, ok.line_number, 'already loaded in hour '
-        || date_format(held.held_hour, 'yyyy-MM-dd HH:00') || ' (' || held.held_file || ')'
-        as reason_detail
-    from ok join held using (event_id)
-    union all
-    select file_id, line_number, 'first seen in ' || first_seen from repeated
-    where seen > 1 and event_id not in (select event_id from held)
+        {not_earlier}
     """
