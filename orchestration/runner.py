@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -85,9 +86,12 @@ def materialize_range(
     start: datetime,
     end: datetime,
     console: Console | None = None,
+    assets: Collection[str] | None = None,
 ) -> RunSummary:
     """Ingest + dbt for every hour in [start, end) as one run (with the seeds and views whose
-    code changed)."""
+    code changed). `assets` (asset keys as strings, `marts/anomalies`) narrows the run to
+    those assets (plus the stale seeds and views), e.g. `spendwatch reconcile import`'s
+    rebuild of the reconciliation and the anomalies."""
     if end <= start:
         raise ValueError(f"empty range: end {end:%Y-%m-%d %H:%M} is not after start")
     export_environment(p)
@@ -115,6 +119,13 @@ def materialize_range(
     wait_for_writers(instance, console)
 
     selection = pipeline_selection(instance, p.built)
+    if assets is not None:
+        import dagster as dg
+
+        from orchestration.defs.assets.dbt import stale_reference_keys
+
+        wanted = {dg.AssetKey.from_user_string(key) for key in assets}
+        selection = sorted(wanted | stale_reference_keys(instance, p.built))
     days = partition_keys(start, end)
     run_id = str(uuid.uuid4())
     tags = {

@@ -740,7 +740,37 @@ def build_parser() -> argparse.ArgumentParser:
     list_cmd.add_argument("--at", help="UTC timestamp, e.g. 2024-09-01 or 2025-06-10 12:00")
     list_cmd.add_argument("--seed", help=f"price seed CSV (default: {default_seed})")
     list_cmd.set_defaults(func=cmd_prices, run=cmd_prices_list)
+
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="check the warehouse against the providers' cost reports (import, show)",
+        description="Import OpenAI / Anthropic cost and usage reports and compare what was "
+        "billed with what spendwatch computed (marts.cost_reconciliation, invoice_drift).",
+    )
+    reconcile_sub = reconcile.add_subparsers(dest="reconcile_command", required=True)
+    rec_import = reconcile_sub.add_parser(
+        "import",
+        help="load cost/usage report files (JSON pages of the admin APIs), then rebuild the "
+        "reconciliation and the anomalies for their days",
+    )
+    rec_import.add_argument("files", nargs="+", help="report files (one page, an array of "
+                            "pages, or a page per line)")  # fmt: skip
+    rec_import.add_argument(
+        "--no-build", action="store_true", help="load only; rebuild later (materialize)"
+    )
+    rec_import.set_defaults(func=cmd_reconcile, run="import")
+    rec_show = reconcile_sub.add_parser("show", help="billed against computed, per day and model")
+    rec_show.add_argument("--days", type=_days, default=14, help="days up to the latest (14)")
+    rec_show.add_argument("--by-kind", action="store_true", help="one row per token kind")
+    rec_show.set_defaults(func=cmd_reconcile, run="show")
     return parser
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from spendwatch.reconcile import commands
+
+    run = commands.cmd_import if args.run == "import" else commands.cmd_show
+    return run(args, paths(args.home), console)
 
 
 def main(argv: list[str] | None = None) -> int:

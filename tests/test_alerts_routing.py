@@ -44,7 +44,7 @@ def test_every_detector_has_its_runbook_and_the_routing_knows_them_all() -> None
         seeded = {row["detector"]: row["runbook"] for row in csv.DictReader(f)}
     assert set(seeded) == known_detectors() == {
         "volume_spike", "cost_per_call", "cost_spike", "cache_efficiency", "model_drift",
-        "retry_storm", "budget_burn", "telemetry_gap", "data_quality"}  # fmt: skip
+        "retry_storm", "budget_burn", "telemetry_gap", "data_quality", "invoice_drift"}  # fmt: skip
     for detector, runbook in seeded.items():
         assert runbook == f"docs/runbooks/{detector}.md" and (REPO / runbook).is_file()
     runbooks = {p.stem for p in (REPO / "docs/runbooks").glob("*.md")}
@@ -241,3 +241,30 @@ def test_the_alerts_commands_do_not_import_dagster_or_dbt() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60, cwd=REPO)  # fmt: skip
     assert out.stdout.strip() == "[]"
+
+
+def test_an_invoice_drift_found_days_later_is_sent_and_stays_open_until_it_vanishes(
+    routing, tmp_path: Path
+) -> None:
+    # invoice_drift scores a past day when a report is imported: ten days after its hour it is
+    # still news (stale after 45 days), and quiet hours since do not end it; its rows leaving
+    # the mart (the gap fixed and the days rebuilt) do
+    day = NOW.replace(hour=0, minute=0) - timedelta(days=10)
+    inc = incident("drift", hour=day, detector="invoice_drift", feature=None, environment=None,
+                   model="gpt-4.1", metric="billed_usd", severity="warning")  # fmt: skip
+    latest = NOW.replace(minute=0) - timedelta(hours=1)
+    first = plan([inc], [], routing, everything, [], NOW, latest, "run").rows
+    assert statuses(first) == [("drift", "trigger", "slack", "pending")]
+    sent = [replace(r, status="sent", sent_at=NOW) for r in first]
+    assert plan([inc], sent, routing, everything, [], NOW, latest, "run").rows == []
+    gone = plan([], sent, routing, everything, [], NOW, latest, "run")
+    assert statuses(gone.rows) == [("drift", "resolve", "slack", "pending")]
+    # past 45 days it is a backfill like any other
+    old = replace(inc, last_hour_at=NOW.replace(minute=0) - timedelta(days=46))
+    (row,) = plan([old], [], routing, everything, [], NOW, latest, "run").rows
+    assert row.status == "suppressed_stale" and "stale_after_hours = 1080" in row.note
+    # an override for a detector that does not exist is refused with the file's line
+    with pytest.raises(RoutingError, match="unknown detector 'invoice_drfit'"):
+        load_routing(_write(tmp_path,
+            "settings:\n  stale_after_hours_by_detector:\n    invoice_drfit: 24\n"
+            "routes: [{match: {severity: critical}, channels: [slack]}]\n"))  # fmt: skip

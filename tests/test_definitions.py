@@ -30,6 +30,16 @@ def test_definitions_load_and_lineage_is_one_graph(dbt_manifest) -> None:
     assert checks.key in graph.get(dg.AssetKey(["marts", "fct_check_results"])).parent_keys
     assert fct.backfill_policy == dg.BackfillPolicy.single_run()
     assert graph.get(INGEST_ASSET).backfill_policy == dg.BackfillPolicy.single_run()
+    # the reconciliation: a day-partitioned mart of the tables, downstream of the imported
+    # reports (written by `spendwatch reconcile import`, so external to Dagster) and the calls
+    reconciliation = graph.get(dg.AssetKey(["marts", "cost_reconciliation"]))
+    reports = graph.get(dg.AssetKey(["provider_reports", "provider_costs"]))
+    assert reports.key in reconciliation.parent_keys and not reports.is_materializable
+    assert fct.key in reconciliation.parent_keys
+    assert reconciliation.partitions_def == fct.partitions_def
+    drift = graph.get(dg.AssetKey(["intermediate", "int_anomalies__invoice_drift"]))
+    assert reconciliation.key in drift.parent_keys
+    assert drift.key in graph.get(dg.AssetKey(["marts", "anomalies"])).parent_keys
 
 
 def test_hourly_schedule_targets_the_last_complete_hour(dbt_manifest, tmp_path) -> None:

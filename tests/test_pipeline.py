@@ -51,9 +51,10 @@ def test_the_range_is_one_run_and_every_hour_has_rows(warehouse) -> None:
     p, summary = warehouse
     runs = dg.DagsterInstance.get().get_runs(dg.RunsFilter(job_name="hourly_pipeline"))
     assert [r.run_id for r in runs] == [summary.run_id]
-    # a new warehouse: ingest + 8 seeds + 4 staging + 2 intermediate + 9 detector views + 11
-    # tables + ops/check_results + the dashboard
-    assert summary.materializations == 36
+    # a new warehouse: ingest + 9 seeds + 4 staging views (the provider reports' staging is
+    # ephemeral) + 2 intermediate + 10 detector views + 14 tables + ops/check_results + the
+    # dashboard
+    assert summary.materializations == 40
     # the tables are recorded per day partition (2 days), the seeds, views and report once
     events = (
         dg.DagsterInstance.get()
@@ -66,8 +67,8 @@ def test_the_range_is_one_run_and_every_hour_has_rows(warehouse) -> None:
                       for r in events)  # fmt: skip
     assert per_key["marts/fct_llm_calls"] == per_key["raw_llm_calls"] == 2
     assert per_key["staging/stg_raw__llm_calls"] == per_key["spend_report"] == 1
-    # 13 partitioned assets × 2 days, 22 seeds and views, the report
-    assert len(events) == 13 * 2 + 22 + 1
+    # 15 partitioned assets × 2 days, 24 seeds and views, the report
+    assert len(events) == 15 * 2 + 24 + 1
     page = p.report.read_text()  # rendered by the run, after the detectors, up to its last hour
     data = json.loads(page.split('id="spendwatch-data">', 1)[1].split("</script>", 1)[0])
     assert data["meta"]["as_of"] == f"{END:%Y-%m-%d %H:%M}"

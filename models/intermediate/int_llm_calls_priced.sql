@@ -27,48 +27,7 @@ call_models as (
     select distinct provider, model from {{ ref('stg_raw__llm_calls') }}
 ),
 
-candidates as (
-    select
-        call_models.provider,
-        call_models.model,
-        aliases.model as resolved_model,
-        aliases.match_type,
-        case aliases.match_type when 'exact' then 3 when 'own' then 2 else 1 end as match_rank,
-        length(aliases.alias) as alias_length
-    from call_models
-    inner join aliases
-        on aliases.provider = call_models.provider
-        and (
-            (
-                aliases.match_type in ('own', 'exact')
-                and lower(aliases.alias) = lower(call_models.model)
-            )
-            or (
-                aliases.match_type = 'prefix'
-                and lower(substr(call_models.model, 1, length(aliases.alias))) = lower(aliases.alias)
-            )
-        )
-),
-
-ranked_candidates as (
-    select
-        *,
-        row_number() over (
-            partition by provider, model
-            order by match_rank desc, alias_length desc, resolved_model
-        ) as candidate_rank
-    from candidates
-),
-
-resolved_models as (
-    select
-        provider,
-        model,
-        max(case when candidate_rank = 1 then resolved_model end) as canonical_model,
-        max(case when match_type = 'own' then resolved_model end) as own_model
-    from ranked_candidates
-    group by provider, model
-),
+{{ resolved_model_names('call_models', 'aliases') }},
 
 matched as (
     select

@@ -9,7 +9,8 @@
 -- the detector models and this union the same set.
 {%- set detectors = ['volume_spike', 'cost_per_call', 'cost_spike', 'cache_efficiency',
                      'model_drift', 'retry_storm', 'budget_burn', 'telemetry_gap',
-                     'data_quality'] %}
+                     'data_quality',
+                     'invoice_drift'] %}
 {%- set dimension = ['detector', 'metric', 'feature', 'environment', 'model', 'team_id'] %}
 with detected as (
     {%- for detector in detectors %}

@@ -128,6 +128,7 @@ def collect(
             "usage_detail": queries.usage_detail(con, window),
             "has_checks": queries.table_exists(con, "ops", "check_results"),
         }
+        reconciliation = queries.reconciliation(con)
         step(8)
         prices = queries.prices(con)
     except duckdb.Error as exc:
@@ -178,6 +179,7 @@ def collect(
         "deliveries": deliveries or {},
         "quality": quality,
         "prices": prices,
+        "reconciliation": reconciliation,
         "runbooks": runbooks,
     }
 

@@ -949,3 +949,27 @@ def prices(con) -> dict[str, list]:
         order by prices.provider, prices.model, prices.valid_from
         """,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# reconciliation with the providers' bills (marts.cost_reconciliation, when a report was imported)
+
+#: days of reconciliation the page shows, up to the mart's latest day
+RECONCILIATION_DAYS = 31
+RECONCILIATION_COLUMNS = (
+    "day", "provider", "model", "token_kind", "billed_usd", "computed_usd", "difference_usd",
+    "difference_pct", "billed_tokens", "recorded_tokens", "unpriced_calls", "likely_cause",
+    "line_items", "severity",
+)  # fmt: skip
+
+
+def reconciliation(con) -> dict[str, list]:
+    """Billed against computed per day, provider and model (unmapped billed lines apart), with
+    the invoice_drift severity: the rows `spendwatch reconcile show` prints. Empty when no
+    report was imported."""
+    if not table_exists(con, "marts", "cost_reconciliation"):
+        return {}
+    from spendwatch.reconcile.show import reconciliation_rows
+
+    rows = reconciliation_rows(con, RECONCILIATION_DAYS)
+    return {name: [_value(getattr(row, name)) for row in rows] for name in RECONCILIATION_COLUMNS}

@@ -674,6 +674,41 @@
     }
   }
 
+  // ------------------------------------------------------------------ reconciliation
+  // Billed (provider cost reports) against computed, per day and model: shown only when a
+  // report was imported. Billing knows no environment or feature, so the filters do not apply.
+  function renderReconciliation() {
+    const rows = records(D.reconciliation || {});
+    if (!rows.length) return;
+    $('reconciliation').hidden = false;
+    $('nav-reconciliation').hidden = false;
+    const mapped = rows.filter((r) => r.token_kind !== 'unmapped');
+    const unmappedUsd = sum(rows, 'billed_usd') - sum(mapped, 'billed_usd');
+    const findings = rows.filter((r) => r.severity).length;
+    $('reconciliation-caption').textContent = `${rows[rows.length - 1].day} → ${rows[0].day}: billed ${usd(sum(mapped, 'billed_usd'))}, computed ${usd(sum(mapped, 'computed_usd'))}`
+      + (unmappedUsd ? ` (and ${usd(unmappedUsd)} billed without a model)` : '')
+      + `, ${findings} invoice_drift finding${findings === 1 ? '' : 's'}`;
+    const table = clear($('reconciliation-table'));
+    const headers = ['Day', 'Provider', 'Model', 'Billed', 'Computed', 'Difference', '%', 'Tokens recorded / billed', 'Likely cause', 'Alert'];
+    const numeric = new Set(['Billed', 'Computed', 'Difference', '%', 'Tokens recorded / billed']);
+    table.append(el('thead', null, el('tr', null, headers.map((h) => el('th', { text: h, class: numeric.has(h) ? 'num' : null })))));
+    const body = el('tbody');
+    for (const r of rows) {
+      const unmapped = r.token_kind === 'unmapped';
+      const model = unmapped ? `${r.model ? r.model + ' ' : ''}unmapped: ${r.line_items || '?'}` : r.model;
+      const tokens = unmapped ? '' : `${num(r.recorded_tokens)} / ${r.billed_tokens == null ? '—' : num(r.billed_tokens)}`;
+      const diff = r.difference_usd;
+      body.append(el('tr', { dataset: { severity: r.severity || '', cause: r.likely_cause || '' } },
+        el('td', { text: r.day }), el('td', { text: r.provider }), el('td', { class: 'name', text: model }),
+        el('td', { class: 'num', text: usd(r.billed_usd) }), el('td', { class: 'num', text: usd(r.computed_usd) }),
+        el('td', { class: 'num', text: (diff > 0 ? '+' : '') + usd(diff) }),
+        el('td', { class: 'num', text: r.difference_pct == null ? '—' : `${r.difference_pct > 0 ? '+' : ''}${r.difference_pct.toFixed(1)} %` }),
+        el('td', { class: 'num', text: tokens }), el('td', { text: r.likely_cause || '' }),
+        el('td', null, r.severity ? el('span', { class: `chip ${r.severity}`, text: r.severity }) : '')));
+    }
+    table.append(body);
+  }
+
   // ------------------------------------------------------------------ calculator
   const priceModels = [...groupBy(PRICES, (p) => `${p.provider}/${p.model}`).entries()].map(([key, rows]) => ({ key, provider: rows[0].provider, model: rows[0].model, tier: rows[0].tier, rows }));
   function priceRow(key, date) {
@@ -844,6 +879,7 @@
   renderFilters();
   setupBand();
   renderAll();
+  renderReconciliation();
   setupCalc();
   document.body.dataset.ready = 'true';
 }());

@@ -125,13 +125,13 @@ def list_incidents(p: Paths, console: Console, hours: int) -> int:
         mutes = read_mutes(con, now)
     finally:
         con.close()
-    quiet = timedelta(hours=routing.settings.resolve_after_quiet_hours)
     by_key = defaultdict(list)
     for r in rows:
         by_key[r.incident_key].append(r)
     digests = {r.incident_key: r for r in rows if r.alert_kind == "digest"}
     shown = []
     for inc in incidents:
+        quiet = timedelta(hours=routing.settings.quiet_hours(inc.detector))
         over = latest is not None and latest >= inc.last_hour_at + quiet
         recent = inc.last_hour_at >= now - timedelta(hours=hours)
         unfinished = any(r.status in ("pending", "sending") for r in by_key[inc.incident_key])

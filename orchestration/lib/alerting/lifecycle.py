@@ -79,8 +79,6 @@ def plan(
         if r.alert_kind in ("trigger", "escalate") and r.status == "sent" and r.sent_at:
             k = (r.series, r.channel)
             last_sent[k] = max(last_sent.get(k, r.sent_at), r.sent_at)
-    stale_after = timedelta(hours=settings.stale_after_hours)
-    quiet = timedelta(hours=settings.resolve_after_quiet_hours)
 
     def add(row: Delivery) -> None:
         if row.key not in taken:
@@ -119,6 +117,8 @@ def plan(
         if not channels and not alerted:
             out.unrouted += 1
         age = now - (inc.last_hour_at + timedelta(hours=1))
+        stale_after = timedelta(hours=settings.stale_hours(inc.detector))
+        quiet = timedelta(hours=settings.quiet_hours(inc.detector))
         for channel in channels:
             on_channel = [r for r in alerted if r.channel == channel]
             if max((SEVERITY_RANK[r.severity] for r in on_channel), default=0) >= rank:
@@ -136,8 +136,9 @@ def plan(
             previous = last_sent.get((inc.series, channel))
             if age > stale_after:
                 status = "suppressed_stale"
+                hours = settings.stale_hours(inc.detector)
                 note = (f"latest anomalous hour ended {_hours(age)} before this run "
-                        f"(stale_after_hours = {settings.stale_after_hours:g})")  # fmt: skip
+                        f"(stale_after_hours = {hours:g})")  # fmt: skip
             elif mute is not None:
                 status = "suppressed_muted"
                 note = f"muted until {mute.until:%Y-%m-%d %H:%M} UTC by {mute.source}"

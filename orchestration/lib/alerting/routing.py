@@ -157,8 +157,32 @@ class Settings(_Strict):
     storm_threshold: int = Field(5, ge=1)
     resolve_after_quiet_hours: int = Field(2, ge=1)
     suppression_hours: dict[str, float] = Field(default_factory=dict)
+    #: per-detector overrides of stale_after_hours / resolve_after_quiet_hours, for detectors
+    #: whose findings arrive after the fact (invoice_drift: a day found when a report is
+    #: imported, days later, and over only when its rows leave the mart)
+    stale_after_hours_by_detector: dict[str, float] = Field(default_factory=dict)
+    resolve_after_quiet_hours_by_detector: dict[str, int] = Field(default_factory=dict)
     lease_seconds: float = Field(900, gt=0)
     retry: Retry = Retry()
+
+    @field_validator("stale_after_hours_by_detector", "resolve_after_quiet_hours_by_detector")
+    @classmethod
+    def _known_detectors(cls, value: dict, info: ValidationInfo):
+        known = (info.context or {}).get("detectors")
+        for name, hours in value.items():
+            if known is not None and name not in known:
+                raise ValueError(f"unknown detector {name!r}")
+            if hours <= 0:
+                raise ValueError(f"{name}: hours must be > 0")
+        return value
+
+    def stale_hours(self, detector: str | None) -> float:
+        return self.stale_after_hours_by_detector.get(detector or "", self.stale_after_hours)
+
+    def quiet_hours(self, detector: str | None) -> int:
+        return self.resolve_after_quiet_hours_by_detector.get(
+            detector or "", self.resolve_after_quiet_hours
+        )
 
     @field_validator("suppression_hours")
     @classmethod
