@@ -107,32 +107,28 @@ driver_group_factors as (
 
 driver_components as (
     -- a model's cost is the sum of its input side (uncached input, cache reads and writes) and
-    -- its output side; each side is a product of factors, so each is one LMDI term
-    {%- for component in ['input', 'output'] %}
+    -- its output side; each side is a product of factors, so each is one LMDI term. (A cross
+    -- join with the two sides, not a union of two selects: Spark inlines every reference to a
+    -- CTE, and unions of this chain multiplied its plan until planning ran out of memory.)
     select
         {{ k }},
         provider,
         model,
-        '{{ component }}' as component,
+        sides.component,
         calls_0,
         calls_1,
-        {{ component }}_tokens_0 as tokens_0,
-        {{ component }}_tokens_1 as tokens_1,
-        {{ component }}_cost_usd_0 as cost_0,
-        {{ component }}_cost_usd_1 as cost_1,
-        {%- if component == 'input' %}
-        input_list_cost_usd_0 as list_0,
-        input_list_cost_usd_1 as list_1
-        {%- else %}
+        {%- for side in ['0', '1'] %}
+        case when sides.component = 'input' then input_tokens_{{ side }} else output_tokens_{{ side }} end as tokens_{{ side }},
+        {%- endfor %}
+        {%- for side in ['0', '1'] %}
+        case when sides.component = 'input' then input_cost_usd_{{ side }} else output_cost_usd_{{ side }} end as cost_{{ side }},
+        {%- endfor %}
         -- no cache on the output side: its list cost is its cost (cache factor 1)
-        output_cost_usd_0 as list_0,
-        output_cost_usd_1 as list_1
-        {%- endif %}
+        {%- for side in ['0', '1'] %}
+        case when sides.component = 'input' then input_list_cost_usd_{{ side }} else output_cost_usd_{{ side }} end as list_{{ side }}{{ ',' if not loop.last }}
+        {%- endfor %}
     from driver_models
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
-    {%- endfor %}
+    cross join (values ('input'), ('output')) as sides (component)
 ),
 
 driver_cases as (
@@ -219,11 +215,15 @@ driver_terms as (
 ),
 
 driver_model_effects as (
-    -- per model (both sides summed): the effects that name a model in the explanation
+    -- per model (both sides summed), every effect as an exact decimal sum: the group's effects
+    -- are their sums (order-independent), and the mix and price effects name a model
     select
         {{ k }},
         provider,
         model,
+        {%- for driver in drivers %}
+        sum(cast({{ driver }}_usd as decimal(38, 18))) as {{ driver }}_usd_exact,
+        {%- endfor %}
         {{ exact_sum('model_mix_usd') }} as model_mix_usd,
         {{ exact_sum('price_usd') }} as price_usd
     from driver_terms
@@ -258,39 +258,45 @@ driver_top_models as (
         and driver_models.model = driver_model_effects.model
 ),
 
+driver_group_models as (
+    -- per group: the seven effects (sums over its models) and the models that moved the mix
+    -- and the price most (rank 1: the other rows are null under max)
+    select
+        {{ k }},
+        {%- for driver in drivers %}
+        cast(sum({{ driver }}_usd_exact) as double) as {{ driver }}_usd,
+        {%- endfor %}
+        max(case when mix_rank = 1 then model end) as mix_model,
+        max(case when mix_rank = 1 then calls_0 end) as mix_calls_0,
+        max(case when mix_rank = 1 then calls_1 end) as mix_calls_1,
+        max(case when price_rank = 1 then model end) as price_model,
+        max(case when price_rank = 1 then list_price_0 end) as list_price_0,
+        max(case when price_rank = 1 then list_price_1 end) as list_price_1
+    from driver_top_models
+    group by {{ k }}
+),
+
 driver_group_effects as (
     select
         driver_groups_totals.*,
         {%- for driver in drivers %}
         coalesce(effects.{{ driver }}_usd, 0) as {{ driver }}_usd,
         {%- endfor %}
-        mix_models.model as mix_model,
-        mix_models.calls_0 / nullif(driver_groups_totals.group_calls_0, 0) as mix_share_0,
-        mix_models.calls_1 / nullif(driver_groups_totals.group_calls_1, 0) as mix_share_1,
-        price_models.model as price_model,
-        price_models.list_price_0,
-        price_models.list_price_1
+        effects.mix_model,
+        effects.mix_calls_0 / nullif(driver_groups_totals.group_calls_0, 0) as mix_share_0,
+        effects.mix_calls_1 / nullif(driver_groups_totals.group_calls_1, 0) as mix_share_1,
+        effects.price_model,
+        effects.list_price_0,
+        effects.list_price_1
     from driver_group_factors as driver_groups_totals
-    left join (
-        select
-            {{ k }},
-            {%- for driver in drivers %}
-            {{ exact_sum(driver ~ '_usd') }} as {{ driver }}_usd{{ ',' if not loop.last }}
-            {%- endfor %}
-        from driver_terms
-        group by {{ k }}
-    ) as effects
+    left join driver_group_models as effects
         on {% for key in keys %}effects.{{ key }} = driver_groups_totals.{{ key }}{% if not loop.last %}
         and {% endif %}{% endfor %}
-    left join driver_top_models as mix_models
-        on {% for key in keys %}mix_models.{{ key }} = driver_groups_totals.{{ key }}
-        and {% endfor %}mix_models.mix_rank = 1
-    left join driver_top_models as price_models
-        on {% for key in keys %}price_models.{{ key }} = driver_groups_totals.{{ key }}
-        and {% endfor %}price_models.price_rank = 1
 ),
 
 driver_long as (
+    -- one row per group and driver (a cross join with the seven, not a union of seven selects:
+    -- see driver_components)
     {%- set per_call = {
         'volume': ('volume_0', 'volume_1', 'cast(null as string)'),
         'model_mix': ('mix_share_0', 'mix_share_1', 'mix_model'),
@@ -300,23 +306,36 @@ driver_long as (
         'retries': ('group_retry_calls_0 / nullif(group_calls_0, 0)', 'group_retry_calls_1 / nullif(group_calls_1, 0)', 'cast(null as string)'),
         'price': ('list_price_0', 'list_price_1', 'price_model'),
     } %}
-    {%- for driver in drivers %}
     select
-        {{ k }},
-        '{{ driver }}' as driver,
-        {{ loop.index }} as driver_order,
-        {{ driver }}_usd as usd,
-        cast({{ per_call[driver][0] }} as double) as value_before,
-        cast({{ per_call[driver][1] }} as double) as value_after,
-        {{ per_call[driver][2] }} as detail_model,
+        {%- for key in keys %}
+        driver_group_effects.{{ key }},
+        {%- endfor %}
+        listed.driver,
+        listed.driver_order,
+        case listed.driver
+            {%- for driver in drivers %}
+            when '{{ driver }}' then {{ driver }}_usd
+            {%- endfor %}
+        end as usd,
+        {%- for i, column in [(0, 'value_before'), (1, 'value_after')] %}
+        cast(case listed.driver
+            {%- for driver in drivers %}
+            when '{{ driver }}' then {{ per_call[driver][i] }}
+            {%- endfor %}
+        end as double) as {{ column }},
+        {%- endfor %}
+        case listed.driver
+            {%- for driver in drivers %}
+            when '{{ driver }}' then {{ per_call[driver][2] }}
+            {%- endfor %}
+        end as detail_model,
         cost_usd,
         compared_cost_usd,
         cost_usd - compared_cost_usd as total_change_usd
     from driver_group_effects
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
-    {%- endfor %}
+    cross join (
+        values {% for driver in drivers %}('{{ driver }}', {{ loop.index }}){{ ', ' if not loop.last }}{% endfor %}
+    ) as listed (driver, driver_order)
 ),
 
 driver_rows as (
