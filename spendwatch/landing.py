@@ -11,6 +11,7 @@ Standard library only: the SDK imports it.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,3 +39,17 @@ def landing_file(landing: Path, at: datetime, writer: str, gzip: bool = False) -
 
 def is_landing_file(path: Path) -> bool:
     return path.name.endswith(SUFFIXES)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a landing file whole or not at all: a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -97,3 +97,14 @@ def open_warehouse(
             told = True
             time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
             pause = min(pause * 1.6, 2.0)
+
+
+def has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """Whether the warehouse has `schema.table` (a table the pipeline creates on first use)."""
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? "
+            "and table_name = ?",
+            [schema, table],
+        ).fetchone()[0]
+    )

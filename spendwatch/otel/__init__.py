@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from spendwatch.config import paths
-from spendwatch.landing import landing_file
+from spendwatch.landing import landing_file, write_atomically
 from spendwatch.otel.mapping import events_of, span_to_event
 from spendwatch.otel.otlp import read_requests
 from spendwatch.schema import CallEvent
@@ -46,19 +46,6 @@ def _expand(files: Iterable[str | os.PathLike]) -> Iterator[Path]:
                     yield child
         else:
             yield path
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def import_otel(
@@ -92,7 +79,7 @@ def import_otel(
         for target, hour_events in sorted(by_hour.items()):
             hour_events.sort(key=lambda e: (e.occurred_at, e.event_id))
             try:
-                _write_atomically(target, "".join(e.to_json_line() + "\n" for e in hour_events))
+                write_atomically(target, "".join(e.to_json_line() + "\n" for e in hour_events))
             except OSError as exc:
                 stats["errors"].append(f"{target}: cannot write: {exc}")
                 continue

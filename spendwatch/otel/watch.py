@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spendwatch.landing import landing_file
+from spendwatch.landing import landing_file, write_atomically
 from spendwatch.otel.mapping import events_of
 from spendwatch.otel.otlp import field as otlp_field
 from spendwatch.otel.otlp import is_zstd_framed, zstd_frames
@@ -101,19 +100,6 @@ def read_records(data: bytes) -> tuple[list[Record], bool]:
 def _frames(stream: bytes) -> tuple[list[Record], bool]:
     frames, partial = zstd_frames(stream)
     return [Record(start, end, payload) for start, end, payload in frames], partial
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _exports(folder: Path) -> list[Path]:
@@ -226,7 +212,7 @@ def watch_exports(folder: Path, landing: Path, cursor: dict[str, Any] | None) ->
             by_target.setdefault(target, []).append(event)
         for target, hour_events in sorted(by_target.items()):
             hour_events.sort(key=lambda e: (e.occurred_at, e.event_id))
-            _write_atomically(target, "".join(e.to_json_line() + "\n" for e in hour_events))
+            write_atomically(target, "".join(e.to_json_line() + "\n" for e in hour_events))
             result.written.append(str(target))
             hour = hour_events[0].occurred_at.astimezone(UTC)
             hour = hour.replace(minute=0, second=0, microsecond=0)

@@ -143,16 +143,6 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(DDL)
 
 
-def has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_schema = ? "
-            "and table_name = ?",
-            [schema, table],
-        ).fetchone()[0]
-    )
-
-
 @dataclass
 class Delivery:
     """One row of ops.alert_deliveries."""
@@ -200,7 +190,7 @@ class Delivery:
 
 
 def read_deliveries(con: duckdb.DuckDBPyConnection, where: str = "", params=None) -> list[Delivery]:
-    if not has_table(con, "ops", "alert_deliveries"):
+    if not warehouse.has_table(con, "ops", "alert_deliveries"):
         return []
     cursor = con.execute(
         f"select {', '.join(COLUMNS)} from ops.alert_deliveries {where} "
@@ -341,7 +331,7 @@ class MuteRow:
 
 
 def read_mutes(con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> list[MuteRow]:
-    if not has_table(con, "ops", "alert_mutes"):
+    if not warehouse.has_table(con, "ops", "alert_mutes"):
         return []
     where, params = ("where until_at > ?", [now]) if now else ("", [])
     rows = con.execute(

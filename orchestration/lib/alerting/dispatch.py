@@ -34,7 +34,6 @@ from orchestration.lib.alerting.deliveries import (
     claim,
     claimable,
     ensure_tables,
-    has_table,
     naive,
     open_warehouse,
     read_deliveries,
@@ -47,6 +46,7 @@ from orchestration.lib.alerting.incidents import dimension, latest_scored_hour, 
 from orchestration.lib.alerting.lifecycle import ActiveMute, Plan, plan
 from orchestration.lib.alerting.routing import Routing, load_routing
 from spendwatch.config import AlertSettings
+from spendwatch.warehouse import has_table
 
 log = logging.getLogger("spendwatch.alerts")
 HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)

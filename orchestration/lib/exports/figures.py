@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 
 import duckdb
 
+from spendwatch.warehouse import has_table
+
 #: how far back an export without a range looks for hours not yet sent
 LOOKBACK = timedelta(days=7)
 MART = "marts.agg_hourly_feature_model_cost"
@@ -177,16 +179,6 @@ final as (
 select * from final
 order by hour_at, metric, token_type nulls first, {", ".join(DIMENSIONS)}
 """
-
-
-def has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_schema = ? "
-            "and table_name = ?",
-            [schema, table],
-        ).fetchone()[0]
-    )
 
 
 def read_points(

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import duckdb
 
-from orchestration.lib.exports.figures import has_table
+from spendwatch.warehouse import has_table
 
 #: sent: every point accepted; partial: some batches of the hour refused; failed: none accepted
 STATUSES = ("sent", "partial", "failed")
