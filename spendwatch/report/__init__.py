@@ -126,7 +126,7 @@ def collect(
             "load": queries.load_log(con, window),
             "checks": queries.checks(con, window),
             "usage_detail": queries.usage_detail(con, window),
-            "has_checks": queries.table_exists(con, "ops", "check_results"),
+            "has_checks": queries.has_table(con, "ops", "check_results"),
         }
         reconciliation = queries.reconciliation(con)
         step(8)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import duckdb
 
+from spendwatch.warehouse import has_table
+
 #: Series are drawn for the top features and models by spend; the rest are summed as "other".
 TOP_FEATURES = 10
 TOP_MODELS = 8
@@ -128,16 +130,6 @@ def connect(warehouse: Path, wait_seconds: float = 60.0, on_wait: Callable | Non
     return con
 
 
-def table_exists(con, schema: str, name: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_schema = ? "
-            "and table_name = ?",
-            [schema, name],
-        ).fetchone()[0]
-    )
-
-
 def columns_of(con, schema: str, name: str) -> set[str]:
     rows = con.execute(
         "select column_name from information_schema.columns where table_schema = ? "
@@ -177,7 +169,7 @@ def fetch(con, sql: str, params: dict | None = None) -> dict[str, list]:
 
 def extent(con, environment: str | None) -> dict:
     """The hours and environments in the marts; raises ReportError when there is nothing."""
-    if not table_exists(con, "marts", "agg_hourly_feature_cost"):
+    if not has_table(con, "marts", "agg_hourly_feature_cost"):
         raise ReportError(
             "the warehouse has no marts yet (marts.agg_hourly_feature_cost is missing): run "
             "`spendwatch demo` or `spendwatch materialize --start …` first"
@@ -493,7 +485,7 @@ def band(con, window: Window) -> dict[str, list]:
 def anomaly_hours(con, window: Window) -> dict[str, list]:
     """The hours each top feature had anomalies in (per environment), for the baseline chart.
     Budget burn is a month-long verdict on spend to date, not on the hour: left out."""
-    if not table_exists(con, "marts", "anomalies"):
+    if not has_table(con, "marts", "anomalies"):
         return {}
     return fetch(
         con,
@@ -601,7 +593,7 @@ def kpis(con, window: Window) -> dict[str, list]:
 
 def budgets(con, window: Window) -> dict[str, list]:
     """Monthly feature budgets summed per scope (team budgets overlap features: not added)."""
-    if not table_exists(con, "seeds", "budgets"):
+    if not has_table(con, "seeds", "budgets"):
         return {}
     return fetch(
         con,
@@ -621,7 +613,7 @@ def budgets(con, window: Window) -> dict[str, list]:
 
 
 def team_budgets(con, window: Window) -> dict[str, list]:
-    if not table_exists(con, "seeds", "budgets"):
+    if not has_table(con, "seeds", "budgets"):
         return {}
     return fetch(
         con,
@@ -709,14 +701,14 @@ limit {MAX_INCIDENTS}
 
 
 def incidents(con, window: Window) -> dict[str, list]:
-    if not table_exists(con, "marts", "anomalies"):
+    if not has_table(con, "marts", "anomalies"):
         return {}
     return fetch(con, INCIDENTS_SQL, window.params("env", "open_after", "hourly_start", "as_of"))
 
 
 def incident_counts(con, window: Window) -> dict[str, list]:
     """Open incidents now and 24 h earlier, and new ones in the last 24 h, per scope."""
-    if not table_exists(con, "marts", "anomalies"):
+    if not has_table(con, "marts", "anomalies"):
         return {}
     earlier = window.as_of - timedelta(hours=24)
     return fetch(
@@ -762,7 +754,7 @@ DELIVERY_COLUMNS = ("incident_key", "alert_kind", "channel", "status", "attempts
 
 def deliveries(con, keys: list[str]) -> dict[str, list] | None:
     """Delivery state per incident from ops.alert_deliveries; None when alerting is not set up."""
-    if not table_exists(con, "ops", "alert_deliveries"):
+    if not has_table(con, "ops", "alert_deliveries"):
         return None
     present = columns_of(con, "ops", "alert_deliveries")
     missing = [c for c in DELIVERY_COLUMNS if c not in present]
@@ -795,7 +787,7 @@ def deliveries(con, keys: list[str]) -> dict[str, list] | None:
 def rejected(con, window: Window) -> dict[str, list]:
     """Rejected landing lines per reason and period (no environment: a rejected line's
     fields are not trusted)."""
-    if not table_exists(con, "raw", "llm_calls_rejected"):
+    if not has_table(con, "raw", "llm_calls_rejected"):
         return {}
     return fetch(
         con,
@@ -819,7 +811,7 @@ def rejected(con, window: Window) -> dict[str, list]:
 
 
 def load_log(con, window: Window) -> dict[str, list]:
-    if not table_exists(con, "raw", "load_log"):
+    if not has_table(con, "raw", "load_log"):
         return {}
     return fetch(
         con,
@@ -843,7 +835,7 @@ def load_log(con, window: Window) -> dict[str, list]:
 def usage_detail(con, window: Window) -> dict[str, list]:
     """Calls whose usage lacked a detail that changes their price (marts.agg_hourly_usage_detail)
     per period, series and kind: how many, of how many calls of the series, at what cost."""
-    if not table_exists(con, "marts", "agg_hourly_usage_detail"):
+    if not has_table(con, "marts", "agg_hourly_usage_detail"):
         return {}
     return fetch(
         con,
@@ -868,7 +860,7 @@ def usage_detail(con, window: Window) -> dict[str, list]:
 
 def checks(con, window: Window) -> dict[str, list]:
     """The data-quality checks (ops.check_results) of the last 24 hours, one row per check."""
-    if not table_exists(con, "ops", "check_results"):
+    if not has_table(con, "ops", "check_results"):
         return {}
     return fetch(
         con,
@@ -967,7 +959,7 @@ def reconciliation(con) -> dict[str, list]:
     """Billed against computed per day, provider and model (unmapped billed lines apart), with
     the invoice_drift severity: the rows `spendwatch reconcile show` prints. Empty when no
     report was imported."""
-    if not table_exists(con, "marts", "cost_reconciliation"):
+    if not has_table(con, "marts", "cost_reconciliation"):
         return {}
     from spendwatch.reconcile.show import reconciliation_rows
 
