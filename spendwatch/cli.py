@@ -33,16 +33,20 @@ WAREHOUSE_MODULES = {
 console = Console(width=None if sys.stdout.isatty() else 140)
 
 
-def _hour(text: str) -> datetime:
-    """An ISO timestamp (offset optional, UTC assumed), floored to the hour."""
+def _instant(text: str) -> datetime:
+    """An ISO 8601 time (offset optional, UTC assumed), in UTC."""
     try:
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO timestamp such as 2026-11-01 or 2026-11-01T14:00Z"
+            f"{text!r} is not an ISO 8601 time such as 2026-11-01 or 2026-11-01T14:00Z"
         ) from exc
-    at = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
-    return at.replace(minute=0, second=0, microsecond=0)
+    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _hour(text: str) -> datetime:
+    """An ISO 8601 time (offset optional, UTC assumed), floored to the hour."""
+    return _instant(text).replace(minute=0, second=0, microsecond=0)
 
 
 def _days(text: str) -> int:
@@ -520,17 +524,6 @@ def cmd_prices_list(args: argparse.Namespace) -> int:
         )  # fmt: skip
     console.print(table)
     return 0
-
-
-def _instant(text: str) -> datetime:
-    """An ISO 8601 time (offset optional, UTC assumed), kept to the second."""
-    try:
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time such as 2026-11-01 or 2026-11-01T14:00Z"
-        ) from exc
-    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
