@@ -105,6 +105,19 @@ def _materialize(home: Path, target: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def _servers_of(folder: Path) -> list[int]:
+    """The pids of Spark Connect servers running on the metastore under `folder`."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command = cmdline.read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "SparkConnectServer" in command and str(folder / "metastore_db") in command:
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
 def test_spark_builds_the_same_warehouse_as_duckdb(tmp_path: Path) -> None:
     landing = _landing(tmp_path / "source")
     homes = {target: tmp_path / target for target in ("duckdb", "spark")}
@@ -119,6 +132,12 @@ def test_spark_builds_the_same_warehouse_as_duckdb(tmp_path: Path) -> None:
         output, _ = run.communicate()
         seconds[target] = time.monotonic() - began
         assert run.returncode == 0, f"{target}: {output[-5000:]}"
+    # the Spark run had one Connect server (dbt and the Python steps its clients), stopped after
+    server = homes["spark"] / "spark"
+    assert "SparkConnectServer" in (server / "connect-server.log").read_text()
+    assert not (server / "connect-server.pid").exists()
+    assert not _servers_of(server), "the run's Spark Connect server outlived the run"
+
     duck = duckdb_summary(homes["duckdb"] / "warehouse.duckdb")
     spark = run_in_spark("orchestration.lib.engine_parity:spark_summary", homes["spark"])
     differences, compared = compare(duck, spark)

@@ -15,14 +15,13 @@ import dagster as dg
 from orchestration.defs.assets.dbt import CHECK_RESULTS, INGEST_ASSET
 from orchestration.defs.assets.raw import check_result
 from orchestration.defs.project import PARTITIONS, run_window
-from orchestration.defs.resources import SpendwatchHome
+from orchestration.defs.resources import SparkServer, SpendwatchHome
 from orchestration.lib.quality import (
     SuiteOutcome,
     outcome_from_dict,
     recorded_outcome,
     run_fct_suite,
 )
-from orchestration.lib.spark import run_in_spark
 from spendwatch.config import target
 
 FCT_LLM_CALLS = dg.AssetKey(["marts", "fct_llm_calls"])
@@ -45,15 +44,14 @@ FCT_SUITE = "fct_llm_calls"
     "have a known provider/model and a price valid at their time).",
 )
 def check_results(
-    context: dg.AssetExecutionContext, spendwatch: SpendwatchHome
+    context: dg.AssetExecutionContext, spendwatch: SpendwatchHome, spark: SparkServer
 ) -> dg.MaterializeResult:
     start, end = run_window(context.run.tags, context.partition_time_window)
     p = spendwatch.paths()
     if target() == "spark":
         outcome = outcome_from_dict(
-            run_in_spark(
+            spark.run(
                 "orchestration.lib.quality:run_fct_suite_spark",
-                p.home,
                 start=start.isoformat(),
                 end=end.isoformat(),
                 now=datetime.now(UTC).isoformat(),
@@ -83,15 +81,14 @@ def check_results(
     "window, as recorded in ops.check_results: at least 99 % of each hour's calls priced.",
 )
 def priced_share(
-    context: dg.AssetCheckExecutionContext, spendwatch: SpendwatchHome
+    context: dg.AssetCheckExecutionContext, spendwatch: SpendwatchHome, spark: SparkServer
 ) -> dg.AssetCheckResult:
     start, end = run_window(context.run.tags, _partitions_window(context))
     p = spendwatch.paths()
     if target() == "spark":
         outcome: SuiteOutcome = outcome_from_dict(
-            run_in_spark(
+            spark.run(
                 "orchestration.lib.quality:recorded_outcome_spark",
-                p.home,
                 suite=FCT_SUITE,
                 start=start.isoformat(),
                 end=end.isoformat(),

@@ -37,7 +37,7 @@ from orchestration.defs.project import (
     manifest_path,
     run_window,
 )
-from orchestration.defs.resources import SpendwatchHome
+from orchestration.defs.resources import SparkServer, SpendwatchHome
 from spendwatch.config import temporary_environ
 
 INGEST_ASSET = dg.AssetKey("raw_llm_calls")
@@ -179,7 +179,10 @@ REFERENCE = "resource_type:seed config.materialized:view"
     dagster_dbt_translator=TRANSLATOR,
 )
 def spendwatch_dbt_reference(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, spendwatch: SpendwatchHome
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    spendwatch: SpendwatchHome,
+    spark: SparkServer,  # on the Spark target, dbt's session attaches to the run's server
 ):
     """Price list, aliases, catalog, thresholds, policy, budgets, and the views over them and
     the tables. Seeds are reloaded whole (`--full-refresh`): a seed that gained a column (a new
@@ -203,7 +206,10 @@ def spendwatch_dbt_reference(
     dagster_dbt_translator=TRANSLATOR,
 )
 def spendwatch_dbt_tables(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, spendwatch: SpendwatchHome
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    spendwatch: SpendwatchHome,
+    spark: SparkServer,  # on the Spark target, dbt's session attaches to the run's server
 ):
     """The incremental tables for the run's hour window: priced calls, hourly and daily marts
     with baselines, check results, anomalies."""

@@ -8,12 +8,11 @@ import dagster as dg
 from pydantic import Field
 
 from orchestration.defs.project import PARTITIONS, run_window
-from orchestration.defs.resources import SpendwatchHome
+from orchestration.defs.resources import SparkServer, SpendwatchHome
 from orchestration.lib.ingest import connect, load_window
 from orchestration.lib.ingest.load import RECONCILE_SQL, RECONCILE_TOTALS_SQL
 from orchestration.lib.ingest.spark_load import load_result
 from orchestration.lib.quality import SuiteOutcome, outcome_from_dict, run_raw_suites
-from orchestration.lib.spark import run_in_spark
 from spendwatch.config import target
 
 RAW_SUITES = {"raw_load_hours": "telemetry_completeness"}
@@ -80,14 +79,16 @@ def allow_empty_reload(config: RawLoadConfig) -> bool:
     ),
 )
 def raw_llm_calls(
-    context: dg.AssetExecutionContext, config: RawLoadConfig, spendwatch: SpendwatchHome
+    context: dg.AssetExecutionContext,
+    config: RawLoadConfig,
+    spendwatch: SpendwatchHome,
+    spark: SparkServer,
 ):
     start, end = run_window(context.run.tags, context.partition_time_window)
     p = spendwatch.paths()
     if target() == "spark":  # the Spark load and the raw suites, in one Spark process
-        done = run_in_spark(
+        done = spark.run(
             "orchestration.lib.spark_steps:ingest",
-            p.home,
             start=start.isoformat(),
             end=end.isoformat(),
             now=datetime.now(UTC).isoformat(),
@@ -134,10 +135,10 @@ def raw_llm_calls(
     description="Every landing file: lines read = rows loaded + rows rejected, and the raw tables "
     "hold exactly those rows.",
 )
-def lines_reconcile(spendwatch: SpendwatchHome) -> dg.AssetCheckResult:
+def lines_reconcile(spendwatch: SpendwatchHome, spark: SparkServer) -> dg.AssetCheckResult:
     p = spendwatch.paths()
     if target() == "spark":
-        found = run_in_spark("orchestration.lib.spark_steps:reconcile", p.home)
+        found = spark.run("orchestration.lib.spark_steps:reconcile")
         mismatched, files, lines = found["mismatched"], *found["totals"]
     else:
         con = connect(p.warehouse)
