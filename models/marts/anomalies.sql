@@ -27,21 +27,24 @@ detectors as (
     select * from {{ ref('detectors') }}
 ),
 
-explained as (
-    select distinct detected.hour_at, detected.feature, detected.environment
+-- the explained cost spikes: one read of `detected` with a window, not a self-join (Spark
+-- inlines each reference to a CTE; reading the ten detectors' union twice doubled its plan)
+flagged as (
+    select
+        detected.*,
+        case when detected.feature is not null and detected.environment is not null then
+            max(case when detectors.explains_cost_spike then 1 else 0 end) over (
+                partition by detected.hour_at, detected.feature, detected.environment
+            )
+        end as explained
     from detected
     inner join detectors on detectors.detector = detected.detector
-    where detectors.explains_cost_spike
 ),
 
 kept as (
-    select detected.*
-    from detected
-    left join explained
-        on explained.hour_at = detected.hour_at
-        and explained.feature = detected.feature
-        and explained.environment = detected.environment
-    where not (detected.detector = 'cost_spike' and explained.hour_at is not null)
+    select {{ detector_columns() | join(', ') }}
+    from flagged
+    where not (detector = 'cost_spike' and coalesce(explained, 0) = 1)
 ),
 
 ordered as (
