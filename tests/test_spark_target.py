@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from orchestration.lib.engine_parity import compare, duckdb_summary
-from orchestration.lib.spark import run_in_spark
+from orchestration.lib.spark import is_server_of, run_in_spark
 from spendwatch.generator import Incident, TrafficModel, generate
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -107,15 +107,8 @@ def _materialize(home: Path, target: str) -> subprocess.Popen:
 
 def _servers_of(folder: Path) -> list[int]:
     """The pids of Spark Connect servers running on the metastore under `folder`."""
-    pids = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            command = cmdline.read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if "SparkConnectServer" in command and str(folder / "metastore_db") in command:
-            pids.append(int(cmdline.parent.name))
-    return pids
+    pids = [int(path.name) for path in Path("/proc").glob("[0-9]*")]
+    return [pid for pid in pids if is_server_of(pid, folder)]
 
 
 def test_spark_builds_the_same_warehouse_as_duckdb(tmp_path: Path) -> None:

@@ -207,16 +207,25 @@ def _stop(server: subprocess.Popen) -> None:
             server.wait()
 
 
+def is_server_of(pid: int, folder: Path) -> bool:
+    """Whether process `pid` is a Spark Connect server on the metastore under `folder` (a home's
+    `spark` folder)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return SERVER_CLASS in command and str(folder / "metastore_db") in command
+
+
 def _stop_left_behind(pid_file: Path) -> None:
     """Stop the server a killed run left behind on this home (it holds the metastore): only
     when the recorded pid is still a Connect server of this home's metastore."""
     try:
         pid = int(pid_file.read_text().strip())
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except (OSError, ValueError):
         pid_file.unlink(missing_ok=True)
         return
-    if SERVER_CLASS in command and str(pid_file.parent / "metastore_db") in command:
+    if is_server_of(pid, pid_file.parent):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
             for _ in range(120):
