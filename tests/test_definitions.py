@@ -105,3 +105,25 @@ def test_dbt_checks_surface_as_asset_checks(dbt_manifest) -> None:
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert "unique_fct_llm_calls_event_id" in checks
     assert {"lines_reconcile", "telemetry_completeness", "priced_share"} <= checks
+
+
+def test_the_dbt_resource_drops_only_what_spendwatch_does_not_use(dbt_manifest) -> None:
+    """DbtCli skips dagster-dbt's in-process adapter and its `dbt --version` subprocess. This
+    fails when a dagster-dbt upgrade stops calling the two methods it overrides (the seconds
+    would silently come back, or the override would skip something else), or when the version it
+    reports is not that of the dbt it runs."""
+    import inspect
+
+    from dagster_dbt import DbtCliResource
+
+    from orchestration.defs.resources import DbtCli, build_resources
+
+    cli_source = inspect.getsource(DbtCliResource.cli)
+    assert "self._initialize_dbt_core_adapter(args)" in cli_source
+    assert "self._cli_version" in cli_source
+    dbt = build_resources()["dbt"]
+    assert isinstance(dbt, DbtCli)
+    assert dbt._initialize_dbt_core_adapter(["build"]) is None
+    asked = DbtCliResource(project_dir=dbt.project_dir, dbt_executable=dbt.dbt_executable)
+    assert dbt._cli_version == asked._cli_version  # what `dbt --version` of that executable says
+    assert dbt._cli_version.major == 1
