@@ -1,4 +1,4 @@
-"""The Spark target builds the same warehouse as DuckDB (`make test-spark`).
+"""The Spark target builds the same warehouse as DuckDB (`make test` and `make test-spark`).
 
 A small landing set — four days of traffic with incidents in the last two, and a file of bad
 lines — is materialized twice through the CLI, as a user runs it: once on the embedded DuckDB
@@ -25,7 +25,7 @@ from orchestration.lib.engine_parity import compare, duckdb_summary
 from orchestration.lib.spark import is_server_of, run_in_spark
 from spendwatch.generator import Incident, TrafficModel, generate
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
+pytestmark = [pytest.mark.spark, pytest.mark.engine_parity, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
