@@ -43,9 +43,9 @@ test: $(MANIFEST) $(CHROMIUM)
 
 # The same landing files built on DuckDB and on Spark (SPENDWATCH_TARGET=spark), every table
 # compared (tests/test_spark_target.py), then the Spark load's and the suites' corpora on both
-# engines
+# engines, and a Connect server left behind by a killed run (tests/test_spark_server.py)
 test-spark: $(MANIFEST)
-	$(BIN)/python -m pytest -q -s -m spark tests/test_spark_target.py tests/test_spark_load.py tests/test_spark_quality.py
+	$(BIN)/python -m pytest -q -s -m spark tests/test_spark_target.py tests/test_spark_load.py tests/test_spark_quality.py tests/test_spark_server.py
 
 $(CHROMIUM):
 	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq

@@ -107,7 +107,7 @@ def test_dbt_checks_surface_as_asset_checks(dbt_manifest) -> None:
     assert {"lines_reconcile", "telemetry_completeness", "priced_share"} <= checks
 
 
-def test_the_dbt_resource_drops_only_what_spendwatch_does_not_use(dbt_manifest) -> None:
+def test_the_dbt_resource_drops_only_what_spendwatch_does_not_use(dbt_manifest, tmp_path) -> None:
     """DbtCli skips dagster-dbt's in-process adapter and its `dbt --version` subprocess. This
     fails when a dagster-dbt upgrade stops calling the two methods it overrides (the seconds
     would silently come back, or the override would skip something else), or when the version it
@@ -115,6 +115,7 @@ def test_the_dbt_resource_drops_only_what_spendwatch_does_not_use(dbt_manifest) 
     import inspect
 
     from dagster_dbt import DbtCliResource
+    from packaging.version import Version
 
     from orchestration.defs.resources import DbtCli, build_resources
 
@@ -127,3 +128,9 @@ def test_the_dbt_resource_drops_only_what_spendwatch_does_not_use(dbt_manifest) 
     asked = DbtCliResource(project_dir=dbt.project_dir, dbt_executable=dbt.dbt_executable)
     assert dbt._cli_version == asked._cli_version  # what `dbt --version` of that executable says
     assert dbt._cli_version.major == 1
+    # another executable than the one beside this Python is still asked
+    other_dbt = tmp_path / "dbt"
+    other_dbt.write_text("#!/bin/sh\necho 'Core:'; echo '  - installed: 2.0.7'\n")
+    other_dbt.chmod(0o755)
+    other = DbtCli(project_dir=dbt.project_dir, dbt_executable=str(other_dbt))
+    assert other._cli_version == Version("2.0.7")

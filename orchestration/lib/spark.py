@@ -231,6 +231,7 @@ def _stop_left_behind(pid_file: Path) -> None:
             for _ in range(120):
                 time.sleep(0.25)
                 os.kill(pid, 0)  # raises once it is gone
+            os.kill(pid, signal.SIGKILL)  # 30 s after SIGTERM it still holds the metastore
     pid_file.unlink(missing_ok=True)
 
 
