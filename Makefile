@@ -76,7 +76,7 @@ SIZE ?= default
 bench: $(MANIFEST)
 	$(BIN)/python -m benchmarks --size $(SIZE)
 
-# The detectors on the real traffic traces of ../shared/data/traffic (about 40 minutes on 2 cores);
+# The detectors on the real traffic traces of ../shared/data/traffic (about 11 minutes on 2 cores);
 # writes the table into docs/detection.md. A small version runs in `make test`.
 # every writer and reader of one warehouse at once for a few minutes; then no line lost or
 # loaded twice (not in `make test`: it takes minutes by design)
