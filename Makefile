@@ -76,13 +76,13 @@ SIZE ?= default
 bench: $(MANIFEST)
 	$(BIN)/python -m benchmarks --size $(SIZE)
 
-# The detectors on the real traffic traces of ../shared/data/traffic (about 11 minutes on 2 cores);
-# writes the table into docs/detection.md. A small version runs in `make test`.
-# every writer and reader of one warehouse at once for a few minutes; then no line lost or
+# Every writer and reader of one warehouse at once for a few minutes; then no line lost or
 # loaded twice (not in `make test`: it takes minutes by design)
 soak: $(MANIFEST)
 	$(BIN)/python -m benchmarks.soak --minutes $${SOAK_MINUTES:-4}
 
+# The detectors on the real traffic traces of ../shared/data/traffic (about 11 minutes on 2 cores);
+# writes the table into docs/detection.md. A small version runs in `make test`.
 eval-detection: $(MANIFEST)
 	$(BIN)/python -m benchmarks.detection_eval --write-docs
 
