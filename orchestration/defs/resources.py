@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sys
-from functools import cache, cached_property
+from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -58,11 +58,6 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
-@cache
-def _dbt_core_version() -> Version:
-    return Version(version("dbt-core"))
-
-
 class DbtCli(DbtCliResource):
     """dagster-dbt's dbt CLI resource without two costs spendwatch does not need, paid by every
     run (a one-hour run on DuckDB took 39 s of CPU with them, 27 s without):
@@ -84,7 +79,7 @@ class DbtCli(DbtCliResource):
     @cached_property
     def _cli_version(self) -> Version:
         if Path(self.dbt_executable) == Path(sys.executable).with_name("dbt"):
-            return _dbt_core_version()
+            return Version(version("dbt-core"))
         return super()._cli_version
 
 
